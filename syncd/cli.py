@@ -1,0 +1,154 @@
+"""``syncd --config FILE <command>``: the command-line interface."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from syncd.config import Config, ConfigError, load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncd",
+        description="Email and calendar sync for CRMs: logs mail and meetings to contacts, companies, deals.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="configuration file (default: $SYNCD_CONFIG, else ./syncd.toml)",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("init", help="create or migrate the store and register the configured accounts")
+
+    crm = sub.add_parser("crm", help="CRM data")
+    crm_sub = crm.add_subparsers(dest="crm_command", required=True, metavar="COMMAND")
+    imp = crm_sub.add_parser("import", help="import companies, contacts or opportunities from CSV files")
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE.csv")
+
+    sync = sub.add_parser("sync", help="sync the configured accounts")
+    sync.add_argument(
+        "--once", action="store_true", required=True, help="one pass over every account, then exit"
+    )
+    sync.add_argument("--account", action="append", help="only this account (repeatable)")
+
+    st = sub.add_parser("status", help="accounts, their state and what was synced")
+    st.add_argument("--json", action="store_true")
+
+    act = sub.add_parser("activities", help="the logged emails and meetings, newest first")
+    act.add_argument("--json", action="store_true")
+    act.add_argument("--limit", type=int, default=None)
+    act.add_argument("--account", default=None, help="only activities seen in this account")
+
+    exp = sub.add_parser(
+        "explain", help="why a message was logged, skipped or quarantined, and why each link"
+    )
+    exp.add_argument("message_id", metavar="MESSAGE_ID")
+    exp.add_argument("--json", action="store_true")
+
+    demo = sub.add_parser(
+        "demo", help="sync the bundled demo data into a throwaway store and show the result"
+    )
+    demo.add_argument(
+        "--dir", type=Path, default=None, help="where to put the demo store (default: a temp dir)"
+    )
+    demo.add_argument("--json", action="store_true", help="print the logged activities as JSON")
+    return parser
+
+
+def _config_path(arg: Path | None) -> Path:
+    if arg is not None:
+        return arg
+    env = os.environ.get("SYNCD_CONFIG")
+    return Path(env) if env else Path("syncd.toml")
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "demo":
+            from syncd.demo import run_demo
+
+            return run_demo(args.dir, as_json=args.json)
+        config = load_config(_config_path(args.config))
+        return _run(args, config)
+    except ConfigError as exc:
+        print(f"syncd: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace, config: Config) -> int:
+    from store import queries
+    from syncd import render
+    from syncd.store_access import open_store
+
+    factory = open_store(config.store_url)
+    if args.command == "init":
+        from store.db import transaction
+        from store.sync_state import ensure_account
+
+        with transaction(factory) as session:
+            for account in config.accounts:
+                ensure_account(session, account.name, account.provider, account.owner)
+        print(f"store ready at {config.store_url} with {len(config.accounts)} account(s)")
+        return EXIT_OK
+    if args.command == "crm":
+        from syncd.crm_import import CrmImportError, import_csv
+
+        for path in args.files:
+            try:
+                report = import_csv(factory, path)
+            except CrmImportError as exc:
+                print(f"syncd: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"{path}: {report}")
+        return EXIT_OK
+    if args.command == "sync":
+        from syncd.pipeline import Pipeline
+
+        pipeline = Pipeline(config, factory)
+        accounts = [config.account(n) for n in args.account] if args.account else list(config.accounts)
+        failed = False
+        for account in accounts:
+            report = pipeline.sync_account(account)
+            print(render.sync_report(report))
+            failed = failed or report.error is not None
+        return EXIT_FAILED if failed else EXIT_OK
+    with factory() as session:
+        if args.command == "status":
+            view = queries.status(session)
+            _print_json(view) if args.json else print(render.status(view))
+        elif args.command == "activities":
+            items = queries.list_activities(session, limit=args.limit, account=args.account)
+            if args.json:
+                _print_json(items)
+            else:
+                print("\n".join(render.activity(i) for i in items) or "no activities yet")
+        elif args.command == "explain":
+            view = queries.explain(session, args.message_id)
+            _print_json(view) if args.json else print(render.explanation(view))
+            return EXIT_OK if view["status"] != "unknown" else EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

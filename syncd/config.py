@@ -1,0 +1,306 @@
+"""Loading and validating ``syncd.toml``.
+
+Every error names the file, the line where it can be found, the key and what is
+expected, so that a user can fix the config without reading our code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncd.providers import PROVIDERS, source_class
+
+DEFAULT_STORE_URL = "sqlite:///syncd.db"
+UNKNOWN_PARTICIPANT_POLICIES = ("skip", "log")
+
+
+class ConfigError(Exception):
+    """A config problem, with the file, line and key it concerns."""
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    name: str
+    provider: str
+    owner: str
+    aliases: tuple[str, ...]
+    options: dict[str, Any]  # the provider's own keys, already type-checked
+
+    def make_source(self) -> Any:
+        return source_class(self.provider)(**self.options)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    log_internal: bool = False  # mail with no external participant
+    unknown_participants: str = "skip"  # skip | log
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    store_url: str
+    org_name: str
+    org_domains: tuple[str, ...]
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    accounts: tuple[AccountConfig, ...] = ()
+
+    def account(self, name: str) -> AccountConfig:
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        known = ", ".join(a.name for a in self.accounts) or "none"
+        raise ConfigError(f"{self.path}: no account named {name!r} (accounts: {known})")
+
+
+class _Reader:
+    """Walks the parsed TOML, remembering the file text to point at lines."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, table: str, key: str | None, index: int = 0) -> int | None:
+        """1-based line of ``key`` inside the ``index``-th ``[table]``/``[[table]]`` (best effort)."""
+        if not table and key:  # a top-level name: a [section] header or a bare key
+            top = re.compile(rf"^\s*(\[\[?\s*{re.escape(key)}\s*\]|\"?{re.escape(key)}\"?\s*=)")
+            return next((i + 1 for i, line in enumerate(self.lines) if top.match(line)), None)
+        header = re.compile(rf"^\s*\[\[?\s*{re.escape(table)}\s*\]\]?\s*(#.*)?$") if table else None
+        start, seen = 0, -1
+        if header is not None:
+            for i, line in enumerate(self.lines):
+                if header.match(line):
+                    seen += 1
+                    if seen == index:
+                        start = i
+                        break
+            else:
+                return None
+            if key is None:
+                return start + 1
+        pattern = re.compile(rf"^\s*\"?{re.escape(key or '')}\"?\s*=")
+        for i in range(start + (1 if header else 0), len(self.lines)):
+            line = self.lines[i]
+            if i > start and header is not None and re.match(r"^\s*\[", line):
+                break
+            if pattern.match(line):
+                return i + 1
+        return start + 1 if header is not None else None
+
+    def error(self, table: str, key: str | None, message: str, index: int = 0) -> ConfigError:
+        line = self.line_of(table, key, index)
+        where = f"{self.path}, line {line}" if line else str(self.path)
+        what = f"[{table}] {key}" if table and key else (f"[{table}]" if table else key or "")
+        return ConfigError(f"{where}: {what}: {message}")
+
+
+def _describe(hint: Any) -> str:
+    if hint is Path:
+        return "a path (string)"
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in typing.get_args(hint) if a is not type(None))
+    if origin is list:
+        (inner,) = typing.get_args(hint) or (Any,)
+        return f"a list of {_describe(inner)}s" if inner is not Any else "a list"
+    return {int: "an integer", str: "a string", bool: "true or false", float: "a number"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def _coerce(value: Any, hint: Any, base: Path) -> Any:
+    """Check ``value`` against a constructor annotation; raise TypeError with what is expected."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        errors = []
+        for arg in typing.get_args(hint):
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, base)
+            except TypeError as exc:
+                errors.append(str(exc))
+        raise TypeError(f"expected {_describe(hint)}")
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise TypeError("expected a path (string)")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base / path)
+    if origin is list:
+        (inner,) = typing.get_args(hint) or (Any,)
+        if not isinstance(value, list):
+            raise TypeError(f"expected {_describe(hint)}")
+        return [_coerce(v, inner, base) for v in value]
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError("expected true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("expected an integer")
+        return value
+    if hint in (str, float) and isinstance(value, hint if hint is str else (int, float)):
+        return value
+    raise TypeError(f"expected {_describe(hint)}")
+
+
+def _provider_options(reader: _Reader, index: int, provider: str, raw: dict[str, Any], base: Path) -> dict:
+    cls = source_class(provider)
+    hints = typing.get_type_hints(cls.__init__)
+    params = {name: p for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
+    options: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in params:
+            allowed = ", ".join(sorted([*params, *ACCOUNT_KEYS]))
+            raise reader.error(
+                "accounts", key, f"unknown key for provider {provider!r} (allowed: {allowed})", index
+            )
+        try:
+            options[key] = _coerce(value, hints.get(key, Any), base)
+        except TypeError as exc:
+            raise reader.error("accounts", key, f"{exc}, got {value!r}", index) from None
+    for name, param in params.items():
+        if param.default is inspect.Parameter.empty and name not in options:
+            raise reader.error("accounts", None, f"account needs {name!r} for provider {provider!r}", index)
+    return options
+
+
+ACCOUNT_KEYS = {"name", "provider", "owner", "aliases"}
+TOP_KEYS = {"store", "organization", "policy", "accounts"}
+
+
+def _email(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value) is not None
+
+
+def load_config(path: Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, path, text)
+
+
+def parse_config(data: dict[str, Any], path: Path, text: str = "") -> Config:
+    reader = _Reader(path, text)
+    base = path.resolve().parent
+    for key in data:
+        if key not in TOP_KEYS:
+            raise reader.error("", key, f"unknown section (expected one of: {', '.join(sorted(TOP_KEYS))})")
+
+    store = _table(reader, data, "store", {"url"})
+    url = store.get("url", DEFAULT_STORE_URL)
+    if not isinstance(url, str) or "://" not in url:
+        raise reader.error(
+            "store", "url", f"expected a database URL such as {DEFAULT_STORE_URL!r}, got {url!r}"
+        )
+    url = _resolve_sqlite(url, base)
+
+    org = _table(reader, data, "organization", {"name", "domains"})
+    domains = org.get("domains", [])
+    if not isinstance(domains, list) or not all(isinstance(d, str) and "." in d for d in domains):
+        raise reader.error(
+            "organization", "domains", f'expected a list of domains such as ["example.com"], got {domains!r}'
+        )
+    org_name = org.get("name", "")
+    if not isinstance(org_name, str):
+        raise reader.error("organization", "name", f"expected a string, got {org_name!r}")
+
+    pol = _table(reader, data, "policy", {"log_internal", "unknown_participants"})
+    log_internal = pol.get("log_internal", False)
+    if not isinstance(log_internal, bool):
+        raise reader.error("policy", "log_internal", f"expected true or false, got {log_internal!r}")
+    unknown = pol.get("unknown_participants", "skip")
+    if unknown not in UNKNOWN_PARTICIPANT_POLICIES:
+        raise reader.error(
+            "policy",
+            "unknown_participants",
+            f"expected one of {', '.join(map(repr, UNKNOWN_PARTICIPANT_POLICIES))}, got {unknown!r}",
+        )
+
+    raw_accounts = data.get("accounts", [])
+    if not isinstance(raw_accounts, list):
+        raise reader.error("accounts", None, "expected [[accounts]] tables")
+    accounts: list[AccountConfig] = []
+    for index, raw in enumerate(raw_accounts):
+        accounts.append(_account(reader, index, raw, base, {a.name for a in accounts}))
+
+    return Config(
+        path=path,
+        store_url=url,
+        org_name=org_name,
+        org_domains=tuple(d.lower().strip(".") for d in domains),
+        policy=PolicyConfig(log_internal=log_internal, unknown_participants=unknown),
+        accounts=tuple(accounts),
+    )
+
+
+def _table(reader: _Reader, data: dict[str, Any], name: str, keys: set[str]) -> dict[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise reader.error("", name, f"expected a [{name}] table")
+    for key in table:
+        if key not in keys:
+            raise reader.error(name, key, f"unknown key (allowed: {', '.join(sorted(keys))})")
+    return table
+
+
+def _account(reader: _Reader, index: int, raw: Any, base: Path, names: set[str]) -> AccountConfig:
+    if not isinstance(raw, dict):
+        raise reader.error("accounts", None, "expected a table", index)
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]*", name):
+        raise reader.error(
+            "accounts", "name", f"expected a name of letters, digits, . _ @ -, got {name!r}", index
+        )
+    if name in names:
+        raise reader.error("accounts", "name", f"duplicate account name {name!r}", index)
+    provider = raw.get("provider")
+    if provider not in PROVIDERS:
+        raise reader.error(
+            "accounts", "provider", f"expected one of {', '.join(sorted(PROVIDERS))}, got {provider!r}", index
+        )
+    owner = raw.get("owner")
+    if not _email(owner):
+        raise reader.error(
+            "accounts", "owner", f"expected the mailbox owner's email address, got {owner!r}", index
+        )
+    aliases = raw.get("aliases", [])
+    if not isinstance(aliases, list) or not all(_email(a) for a in aliases):
+        raise reader.error(
+            "accounts", "aliases", f"expected a list of email addresses, got {aliases!r}", index
+        )
+    rest = {k: v for k, v in raw.items() if k not in ACCOUNT_KEYS}
+    options = _provider_options(reader, index, provider, rest, base)
+    return AccountConfig(
+        name=name,
+        provider=provider,
+        owner=owner.lower(),
+        aliases=tuple(a.lower() for a in aliases),
+        options=options,
+    )
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    """Relative SQLite paths are relative to the config file, not to the working directory."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == "sqlite:///:memory:":
+        return url
+    rest = url[len(prefix) :]
+    if rest.startswith("/"):
+        return url
+    return prefix + str((base / Path(rest).expanduser()).resolve())
