@@ -7,13 +7,15 @@ An activity is the real-world email or meeting; the same message seen in two mai
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from connectors.message import Meeting, ParsedMessage, Participant
 from matchers.insights import InsightDraft
 from matchers.linking import MatchResult
+from store.batch_state import BatchState
 from store.models import (
     Activity,
     ActivityLink,
@@ -25,17 +27,36 @@ from store.models import (
 from store.sync_state import now
 
 
-def find_activity(session: Session, key: str) -> Activity | None:
-    return session.scalar(select(Activity).where(Activity.key == key))
-
-
 def _set_participants(activity: Activity, people: Iterable[Participant]) -> None:
     activity.participants[:] = [
         ActivityParticipant(email=p.email, display_name=p.name, role=p.role, rsvp=p.rsvp) for p in people
     ]
 
 
-def insert_email(session: Session, msg: ParsedMessage, direction: str) -> Activity:
+def new_links(result: MatchResult, stamp: datetime | None = None) -> list[ActivityLink]:
+    stamp = stamp or now()
+    return [
+        ActivityLink(
+            target_type=link.target_type,
+            target_id=link.target_id,
+            confidence=link.confidence,
+            rule=link.rule,
+            reason=link.reason,
+            manual=False,
+            created_at=stamp,
+        )
+        for link in result.links
+    ]
+
+
+def insert_email(
+    state: BatchState,
+    msg: ParsedMessage,
+    direction: str,
+    result: MatchResult,
+    insights: Iterable[InsightDraft],
+) -> Activity:
+    """A new email activity with its participants, links and insights (flushed with the batch)."""
     stamp = now()
     activity = Activity(
         key=msg.key,
@@ -48,12 +69,25 @@ def insert_email(session: Session, msg: ParsedMessage, direction: str) -> Activi
         direction=direction,
         body_text=msg.text,
         all_day=False,
+        match_notes=list(result.notes) or None,
         created_at=stamp,
         updated_at=stamp,
     )
     _set_participants(activity, msg.participants)
-    session.add(activity)
-    session.flush()
+    activity.links.extend(new_links(result, stamp))
+    activity.insights.extend(
+        Insight(
+            kind=d.kind,
+            category=d.category,
+            text=d.text,
+            position=d.position,
+            author_email=d.author_email,
+            created_at=stamp,
+        )
+        for d in insights
+    )
+    state.session.add(activity)
+    state.remember(activity)
     return activity
 
 
@@ -61,17 +95,18 @@ def meeting_people(meeting: Meeting) -> tuple[Participant, ...]:
     return ((meeting.organizer,) if meeting.organizer else ()) + meeting.attendees
 
 
-def upsert_meeting(session: Session, meeting: Meeting, direction: str) -> tuple[Activity, bool]:
+def upsert_meeting(state: BatchState, meeting: Meeting, direction: str) -> tuple[Activity, bool]:
     """Insert or update a meeting by UID; returns (activity, whether its content changed).
 
     Per RFC 5546 a REPLY only carries the replying attendee's PARTSTAT, and a REQUEST
     with a lower SEQUENCE than what we hold is stale: neither replaces the stored event.
     """
-    activity = find_activity(session, meeting.key)
+    activity = state.activity(meeting.key)
     stamp = now()
     if activity is None:
         activity = Activity(key=meeting.key, kind="meeting", created_at=stamp, all_day=False)
-        session.add(activity)
+        state.session.add(activity)
+        state.remember(activity)
     elif meeting.method == "REPLY":
         by_email = {p.email: p for p in activity.participants}
         for person in meeting.attendees:
@@ -106,90 +141,52 @@ def upsert_meeting(session: Session, meeting: Meeting, direction: str) -> tuple[
     activity.direction = direction
     activity.updated_at = stamp
     _set_participants(activity, meeting_people(meeting))
-    session.flush()
     return activity, True
 
 
 def add_source(
-    session: Session,
+    state: BatchState,
     activity: Activity,
-    account_id: int,
-    folder: str,
     provider_id: str,
     thread_id: str | None = None,
     labels: Sequence[str] = (),
 ) -> bool:
     """Record where the activity was seen; False when that location was already known."""
-    existing = session.scalar(
-        select(ActivitySource).where(
-            ActivitySource.account_id == account_id,
-            ActivitySource.folder == folder,
-            ActivitySource.provider_id == provider_id,
-        )
-    )
+    existing = state.source(provider_id)
     if existing is not None:
         existing.deleted_at = None
         return False
-    session.add(
-        ActivitySource(
-            activity_id=activity.id,
-            account_id=account_id,
-            folder=folder,
-            provider_id=provider_id,
-            provider_thread_id=thread_id,
-            labels=list(labels) or None,
-            synced_at=now(),
-        )
+    source = ActivitySource(
+        account_id=state.account_id,
+        folder=state.folder,
+        provider_id=provider_id,
+        provider_thread_id=thread_id,
+        labels=list(labels) or None,
+        synced_at=now(),
     )
+    if activity.id is None:  # new in this batch: the flush fills in the key
+        activity.sources.append(source)
+    else:  # don't load the activity's other sources just to append one
+        source.activity_id = activity.id
+        state.session.add(source)
+    state.remember(source)
     return True
 
 
 def replace_links(session: Session, activity: Activity, result: MatchResult) -> None:
-    """Store the matcher's links; links set by hand are never overwritten."""
+    """Store the matcher's links on an existing activity; links set by hand are never replaced."""
     manual = {(link.target_type, link.target_id) for link in activity.links if link.manual}
-    session.execute(
-        delete(ActivityLink).where(ActivityLink.activity_id == activity.id, ActivityLink.manual.is_(False))
+    for link in [link for link in activity.links if not link.manual]:
+        activity.links.remove(link)
+    session.flush()  # the delete must reach the database before re-inserting the same targets
+    activity.links.extend(
+        link for link in new_links(result) if (link.target_type, link.target_id) not in manual
     )
-    session.expire(activity, ["links"])
-    stamp = now()
-    for link in result.links:
-        if (link.target_type, link.target_id) in manual:
-            continue
-        session.add(
-            ActivityLink(
-                activity_id=activity.id,
-                target_type=link.target_type,
-                target_id=link.target_id,
-                confidence=link.confidence,
-                rule=link.rule,
-                reason=link.reason,
-                manual=False,
-                created_at=stamp,
-            )
-        )
     activity.match_notes = list(result.notes) or None
 
 
-def add_insights(session: Session, activity: Activity, drafts: Iterable[InsightDraft]) -> None:
-    stamp = now()
-    for draft in drafts:
-        session.add(
-            Insight(
-                activity_id=activity.id,
-                kind=draft.kind,
-                category=draft.category,
-                text=draft.text,
-                position=draft.position,
-                author_email=draft.author_email,
-                created_at=stamp,
-            )
-        )
-
-
 def record_skip(
-    session: Session,
-    account_id: int,
-    folder: str,
+    state: BatchState,
     provider_id: str,
     reason: str,
     detail: str | None,
@@ -199,16 +196,11 @@ def record_skip(
     sender: str | None = None,
     quarantined: bool = False,
 ) -> None:
-    entry = session.scalar(
-        select(SkipLogEntry).where(
-            SkipLogEntry.account_id == account_id,
-            SkipLogEntry.folder == folder,
-            SkipLogEntry.provider_id == provider_id,
-        )
-    )
+    entry = state.skip(provider_id)
     if entry is None:
-        entry = SkipLogEntry(account_id=account_id, folder=folder, provider_id=provider_id)
-        session.add(entry)
+        entry = SkipLogEntry(account_id=state.account_id, folder=state.folder, provider_id=provider_id)
+        state.session.add(entry)
+        state.remember(entry)
     entry.reason, entry.detail, entry.quarantined = reason, detail, quarantined
     entry.message_id = message_id
     entry.subject = subject[:1000] if subject else subject
@@ -237,26 +229,24 @@ def mark_deleted(session: Session, account_id: int, folder: str, provider_ids: S
     return result.rowcount or 0
 
 
-def relocate(session: Session, account_id: int, folder: str, provider_id: str, message_id: str) -> str | None:
+def relocate(state: BatchState, provider_id: str, message_id: str) -> str | None:
     """Record a known message at a new location without fetching it; returns what it was.
 
     A moved message (or one renumbered by a UIDVALIDITY change) keeps its activity, or its
     skip-log decision, under the new provider id. Returns "logged", "skipped" or None when
     the Message-ID is not in the store after all.
     """
-    activity = session.scalar(select(Activity).where(Activity.key == f"msg:{message_id}"))
+    activity = state.activity(f"msg:{message_id}")
     if activity is not None:
-        add_source(session, activity, account_id, folder, provider_id)
+        add_source(state, activity, provider_id)
         return "logged"
-    entry = session.scalar(
+    entry = state.session.scalar(
         select(SkipLogEntry).where(SkipLogEntry.message_id == message_id).order_by(SkipLogEntry.id).limit(1)
     )
     if entry is None:
         return None
     record_skip(
-        session,
-        account_id,
-        folder,
+        state,
         provider_id,
         entry.reason,
         entry.detail,

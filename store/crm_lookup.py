@@ -85,3 +85,36 @@ class SqlCrmLookup:
             OpportunityRef(oid, name, company_id, stage, frozenset(cids))
             for oid, (name, company_id, stage, cids) in deals.items()
         ]
+
+
+class BatchCrmLookup:
+    """The CRM facts a whole batch can need, fetched in four queries, then served from memory."""
+
+    def __init__(self, crm: SqlCrmLookup, emails: Iterable[str]) -> None:
+        emails = sorted(set(emails))
+        self._contacts: dict[str, ContactRef] = {}
+        self._domains: dict[str, CompanyRef] = {}
+        for i in range(0, len(emails), 500):
+            chunk = emails[i : i + 500]
+            self._contacts.update(crm.contacts_by_email(chunk))
+            self._domains.update(crm.companies_by_domain({e.rpartition("@")[2] for e in chunk}))
+        contact_ids = {c.id for c in self._contacts.values()}
+        self._companies = crm.companies_by_id({c.company_id for c in self._contacts.values() if c.company_id})
+        self._deals = crm.open_opportunities(contact_ids)
+
+    def contacts_by_email(self, emails: Iterable[str]) -> dict[str, ContactRef]:
+        return {e: self._contacts[e] for e in emails if e in self._contacts}
+
+    def companies_by_domain(self, domains: Iterable[str]) -> dict[str, CompanyRef]:
+        return {d: self._domains[d] for d in domains if d in self._domains}
+
+    def companies_by_id(self, ids: Iterable[int]) -> dict[int, CompanyRef]:
+        return {i: self._companies[i] for i in ids if i in self._companies}
+
+    def open_opportunities(self, contact_ids: Iterable[int]) -> list[OpportunityRef]:
+        wanted = set(contact_ids)
+        return [
+            OpportunityRef(d.id, d.name, d.company_id, d.stage, d.contact_ids & wanted)
+            for d in self._deals
+            if d.contact_ids & wanted
+        ]

@@ -8,11 +8,12 @@ make that re-fetch harmless: nothing is lost and nothing is duplicated.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import AuthError, Batch, RawItem, Source
@@ -22,11 +23,11 @@ from connectors.mime_parse import ParseError, parse_message
 from matchers.exclusions import Skip, meeting_exclusion, message_exclusion
 from matchers.identity import OrgIdentity
 from matchers.insights import Extractor, NoExtractor
-from matchers.linking import match
+from matchers.linking import CrmLookup, match
 from store import activity_writer as writer
-from store.crm_lookup import SqlCrmLookup
+from store.batch_state import BatchState
+from store.crm_lookup import BatchCrmLookup, SqlCrmLookup
 from store.db import transaction
-from store.models import Activity
 from store.sync_state import (
     ensure_account,
     known_message_ids,
@@ -72,10 +73,18 @@ class AccountReport:
 @dataclass
 class _Context:
     session: Session
-    account_id: int
-    folder: str
+    state: BatchState
+    crm: CrmLookup
     org: OrgIdentity
     report: FolderReport
+
+    @property
+    def folder(self) -> str:
+        return self.state.folder
+
+
+# What parsing made of an item: a message, the meetings of a calendar file, or why it failed.
+Parsed = ParsedMessage | tuple[list[Meeting], list[str]] | str
 
 
 class _Known:
@@ -137,40 +146,79 @@ class Pipeline:
 
         known = _Known(self.factory, account_id, folder)
         for batch in source.changes(folder, cursor, known):
+            parsed = [_parse(item) for item in batch.items]
             with transaction(self.factory) as session:
-                ctx = _Context(session, account_id, folder, self.org, report)
-                self._apply(ctx, batch)
+                self._apply(session, account_id, folder, report, batch, parsed)
                 if batch.cursor is not None:
                     save_cursor(session, account_id, folder, batch.cursor)
             if batch.progress:
                 log.info("%s: %s of %s", folder, *batch.progress)
         return report
 
-    def _apply(self, ctx: _Context, batch: Batch) -> None:
-        for item in batch.items:
-            # A savepoint per item: a database error on one message (a value the server
-            # refuses, say) quarantines that message instead of failing the whole batch.
-            try:
-                with ctx.session.begin_nested():
-                    self._ingest(ctx, item)
-            except SQLAlchemyError as exc:
-                log.warning("quarantined %s/%s: %s", ctx.folder, item.provider_id, exc)
-                self._quarantine(ctx, item, f"store error: {type(exc).__name__}: {exc.__cause__ or exc}")
+    def _apply(
+        self,
+        session: Session,
+        account_id: int,
+        folder: str,
+        report: FolderReport,
+        batch: Batch,
+        parsed: list[Parsed],
+    ) -> None:
+        """Apply one batch: all at once, or item by item when the database refuses something.
+
+        The fast path prefetches what the batch touches and flushes once. If the database
+        rejects the batch (a value too long for PostgreSQL, a concurrent writer's duplicate),
+        the batch is replayed with a savepoint per item, so only the offending message is
+        quarantined and the rest are stored.
+        """
+        before = copy.deepcopy(report)
+        state = BatchState(session, account_id, folder)
+        keys, emails = _keys_and_addresses(parsed)
+        provider_ids = [i.provider_id for i in batch.items] + [pid for pid, _ in batch.relocated]
+        provider_ids += [
+            f"{i.provider_id}#{k}" for i, p in zip(batch.items, parsed, strict=True) for k in _meeting_keys(p)
+        ]
+        try:
+            with session.begin_nested():
+                state.prefetch(keys, provider_ids)
+                ctx = _Context(
+                    session, state, BatchCrmLookup(SqlCrmLookup(session), emails), self.org, report
+                )
+                for item, result in zip(batch.items, parsed, strict=True):
+                    self._ingest(ctx, item, result)
+                session.flush()
+        except SQLAlchemyError as exc:
+            log.warning("%s: batch refused by the database (%s); replaying it item by item", folder, exc)
+            _restore(report, before)
+            ctx = _Context(
+                session, BatchState(session, account_id, folder), SqlCrmLookup(session), self.org, report
+            )
+            for item, result in zip(batch.items, parsed, strict=True):
+                before = copy.deepcopy(report)
+                try:
+                    with session.begin_nested():
+                        self._ingest(ctx, item, result)
+                        session.flush()
+                except SQLAlchemyError as item_exc:
+                    log.warning("quarantined %s/%s: %s", folder, item.provider_id, item_exc)
+                    _restore(report, before)
+                    ctx.state = BatchState(session, account_id, folder)  # forget rolled-back objects
+                    msg = result if isinstance(result, ParsedMessage) else None
+                    cause = item_exc.orig if isinstance(item_exc, DBAPIError) else item_exc
+                    self._quarantine(ctx, item, f"store error: {type(cause).__name__}: {cause}", msg)
         for provider_id, message_id in batch.relocated:
-            if writer.relocate(ctx.session, ctx.account_id, ctx.folder, provider_id, message_id):
-                ctx.report.merged += 1
+            if writer.relocate(ctx.state, provider_id, message_id):
+                report.merged += 1
             else:  # the source thought we held it; we don't: record the gap, never drop silently
                 self._quarantine(
                     ctx, RawItem(provider_id, "rfc822", b""), f"relocated {message_id} is unknown"
                 )
-        ctx.report.deleted += writer.mark_deleted(ctx.session, ctx.account_id, ctx.folder, batch.deleted)
+        report.deleted += writer.mark_deleted(session, account_id, folder, batch.deleted)
 
     def _quarantine(self, ctx: _Context, item: RawItem, error: str, msg: ParsedMessage | None = None) -> None:
         ctx.report.quarantined += 1
         writer.record_skip(
-            ctx.session,
-            ctx.account_id,
-            ctx.folder,
+            ctx.state,
             item.provider_id,
             "quarantined",
             error[:2000],
@@ -182,24 +230,20 @@ class Pipeline:
 
     def _skip(self, ctx: _Context, provider_id: str, skip: Skip, **about: str | None) -> None:
         ctx.report.skipped[skip.reason] += 1
-        writer.record_skip(
-            ctx.session, ctx.account_id, ctx.folder, provider_id, skip.reason, skip.detail, **about
-        )
+        writer.record_skip(ctx.state, provider_id, skip.reason, skip.detail, **about)
 
-    def _ingest(self, ctx: _Context, item: RawItem) -> None:
-        if not item.data:
-            self._quarantine(ctx, item, "empty or unreadable item")
-        elif item.kind == "ics":
-            self._ingest_calendar(ctx, item)
+    def _ingest(self, ctx: _Context, item: RawItem, parsed: Parsed) -> None:
+        if isinstance(parsed, str):
+            self._quarantine(ctx, item, parsed)
+        elif isinstance(parsed, ParsedMessage):
+            self._ingest_email(ctx, item, parsed)
         else:
-            self._ingest_email(ctx, item)
+            meetings, problems = parsed
+            for problem in problems:
+                log.warning("%s/%s: %s", ctx.folder, item.provider_id, problem)
+            self._meetings(ctx, item, tuple(meetings))
 
-    def _ingest_email(self, ctx: _Context, item: RawItem) -> None:
-        try:
-            msg = parse_message(item.data)
-        except ParseError as exc:
-            self._quarantine(ctx, item, str(exc))
-            return
+    def _ingest_email(self, ctx: _Context, item: RawItem, msg: ParsedMessage) -> None:
         about = {
             "message_id": msg.message_id,
             "subject": msg.subject,
@@ -209,40 +253,26 @@ class Pipeline:
         if skip:
             self._skip(ctx, item.provider_id, skip, **about)
             return
-        activity = writer.find_activity(ctx.session, msg.key)
+        activity = ctx.state.activity(msg.key)
         if activity is None:
-            result = match(msg.participants, SqlCrmLookup(ctx.session), ctx.org)
+            result = match(msg.participants, ctx.crm, ctx.org)
             if not result.known and self.config.policy.unknown_participants == "skip":
                 detail = "; ".join(result.notes) or "no external participant is a CRM contact or company"
                 self._skip(ctx, item.provider_id, Skip("no_known_participant", detail), **about)
                 return
-            activity = writer.insert_email(ctx.session, msg, self._direction(msg.sender, msg.participants))
-            writer.replace_links(ctx.session, activity, result)
             from_customer = msg.sender is not None and not ctx.org.is_internal(msg.sender.email)
-            writer.add_insights(ctx.session, activity, self.extractor.extract(msg, from_customer))
+            activity = writer.insert_email(
+                ctx.state,
+                msg,
+                self._direction(msg.sender, msg.participants),
+                result,
+                self.extractor.extract(msg, from_customer),
+            )
             ctx.report.logged += 1
-            self._add_source(ctx, activity, item)
-        elif self._add_source(ctx, activity, item):
+            writer.add_source(ctx.state, activity, item.provider_id, item.thread_id, item.labels)
+        elif writer.add_source(ctx.state, activity, item.provider_id, item.thread_id, item.labels):
             ctx.report.merged += 1
         self._meetings(ctx, item, msg.meetings)
-
-    def _add_source(self, ctx: _Context, activity: Activity, item: RawItem) -> bool:
-        return writer.add_source(
-            ctx.session, activity, ctx.account_id, ctx.folder, item.provider_id, item.thread_id, item.labels
-        )
-
-    def _ingest_calendar(self, ctx: _Context, item: RawItem) -> None:
-        try:
-            meetings, problems = parse_calendar_with_errors(item.data)
-        except CalendarError as exc:
-            self._quarantine(ctx, item, str(exc))
-            return
-        if not meetings and problems:
-            self._quarantine(ctx, item, "; ".join(problems))
-            return
-        for problem in problems:
-            log.warning("%s/%s: %s", ctx.folder, item.provider_id, problem)
-        self._meetings(ctx, item, tuple(meetings))
 
     def _meetings(self, ctx: _Context, item: RawItem, meetings: tuple[Meeting, ...]) -> None:
         for meeting in meetings:
@@ -254,22 +284,25 @@ class Pipeline:
                 "sender": meeting.organizer.email if meeting.organizer else None,
             }
             skip = meeting_exclusion(meeting, ctx.org, self.config.policy.log_internal)
-            result = match(people, SqlCrmLookup(ctx.session), ctx.org)
+            result = match(people, ctx.crm, ctx.org)
             if skip is None and not result.known and self.config.policy.unknown_participants == "skip":
                 skip = Skip("no_known_participant", "; ".join(result.notes))
-            existing = writer.find_activity(ctx.session, meeting.key)
+            existing = ctx.state.activity(meeting.key)
             if skip and existing is None:
                 self._skip(ctx, provider_id, skip, **about)
                 continue
             direction = self._direction(meeting.organizer, people)
-            activity, changed = writer.upsert_meeting(ctx.session, meeting, direction)
+            activity, changed = writer.upsert_meeting(ctx.state, meeting, direction)
             if existing is None:
                 ctx.report.logged += 1
             elif changed:
                 ctx.report.updated += 1
-            if existing is None or changed:
+            if existing is None:
+                activity.links.extend(writer.new_links(result))
+                activity.match_notes = list(result.notes) or None
+            elif changed:
                 writer.replace_links(ctx.session, activity, result)
-            writer.add_source(ctx.session, activity, ctx.account_id, ctx.folder, provider_id)
+            writer.add_source(ctx.state, activity, provider_id)
 
     def _direction(self, sender: Participant | None, people: tuple[Participant, ...]) -> str:
         if all(self.org.is_internal(p.email) for p in people):
@@ -277,3 +310,45 @@ class Pipeline:
         if sender is not None and self.org.is_internal(sender.email):
             return "outbound"
         return "inbound"
+
+
+def _parse(item: RawItem) -> Parsed:
+    if not item.data:
+        return "empty or unreadable item"
+    try:
+        if item.kind == "ics":
+            meetings, problems = parse_calendar_with_errors(item.data)
+            if not meetings and problems:
+                return "; ".join(problems)
+            return meetings, problems
+        return parse_message(item.data)
+    except (ParseError, CalendarError) as exc:
+        return str(exc)
+
+
+def _meeting_keys(parsed: Parsed) -> list[str]:
+    if isinstance(parsed, ParsedMessage):
+        return [m.key for m in parsed.meetings]
+    if isinstance(parsed, tuple):
+        return [m.key for m in parsed[0]]
+    return []
+
+
+def _keys_and_addresses(parsed: list[Parsed]) -> tuple[list[str], set[str]]:
+    keys: list[str] = []
+    emails: set[str] = set()
+    for p in parsed:
+        if isinstance(p, ParsedMessage):
+            keys.append(p.key)
+            emails.update(x.email for x in p.participants)
+        meetings = p.meetings if isinstance(p, ParsedMessage) else p[0] if isinstance(p, tuple) else []
+        for m in meetings:
+            keys.append(m.key)
+            emails.update(x.email for x in writer.meeting_people(m))
+    return keys, emails
+
+
+def _restore(report: FolderReport, before: FolderReport) -> None:
+    for name in ("logged", "merged", "updated", "quarantined", "deleted"):
+        setattr(report, name, getattr(before, name))
+    report.skipped = before.skipped

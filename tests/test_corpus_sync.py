@@ -22,7 +22,9 @@ def _account(provider: str, path: Path, extra: str = "") -> str:
     )
 
 
-def test_enron_set_syncs_without_crash_and_quarantines_almost_nothing(tmp_path: Path, sqlite_url: str) -> None:
+def test_enron_set_syncs_without_crash_and_quarantines_almost_nothing(
+    tmp_path: Path, sqlite_url: str
+) -> None:
     enron = require_corpus() / "emails/enron_berkeley_annotated/enron_with_categories"
     files = list(enron.glob("*/[0-9]*.txt"))
     assert len(files) == 1702
@@ -40,9 +42,9 @@ def test_enron_set_syncs_without_crash_and_quarantines_almost_nothing(tmp_path: 
         # Enron mail is from 1998-2002 and every date is stored in UTC.
         first, last = s.execute(select(func.min(Activity.occurred_at), func.max(Activity.occurred_at))).one()
         assert first.year >= 1979 and last.year <= 2044
-        assert s.scalar(select(func.count()).select_from(ActivitySource)) == report.total("logged") + report.total(
-            "merged"
-        )
+        assert s.scalar(select(func.count()).select_from(ActivitySource)) == report.total(
+            "logged"
+        ) + report.total("merged")
 
     source = cfg.accounts[0].make_source()
     again = pipeline.sync_account(cfg.accounts[0], source)
@@ -67,7 +69,9 @@ def test_apache_mbox_archives_sync_every_message(tmp_path: Path, sqlite_url: str
 
 def test_mime_torture_never_stops_a_sync(tmp_path: Path, sqlite_url: str) -> None:
     mime = require_corpus() / "mime"
-    cfg = config(tmp_path, sqlite_url, _account("eml", mime, 'pattern = ["*.eml", "*.msg", "*.txt"]'), LOG_ALL)
+    cfg = config(
+        tmp_path, sqlite_url, _account("eml", mime, 'pattern = ["*.eml", "*.msg", "*.txt"]'), LOG_ALL
+    )
     factory = session_factory(make_engine(sqlite_url))
     report = Pipeline(cfg, factory).sync_account(cfg.accounts[0])
     assert report.error is None

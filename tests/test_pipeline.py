@@ -167,3 +167,42 @@ def test_log_policy_keeps_mail_from_unknown_people(tmp_path: Path, db_url: str) 
     with factory() as s:
         (item,) = queries.list_activities(s)
         assert item["contacts"] == [] and item["opportunities"] == []
+
+
+def _refuse_subject(db_url: str, subject: str) -> None:
+    """Make the database itself refuse one message, as a real server refuses a bad value."""
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON activities WHEN NEW.subject = '{subject}' "
+                "BEGIN SELECT RAISE(ABORT, 'subject refused'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.subject = '{subject}' THEN RAISE EXCEPTION 'subject refused'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON activities FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+    engine.dispose()
+
+
+def test_a_message_the_database_refuses_is_quarantined_alone(tmp_path: Path, db_url: str) -> None:
+    factory = session_factory(make_engine(db_url))
+    seed_crm(factory)
+    _refuse_subject(db_url, "Contract")
+    _, report = _sync(tmp_path, db_url, [ANA_ASKS, GUS_WRITES, NEWSLETTER, REPLY])
+    assert report.error is None
+    assert report.total("logged") == 2 and report.total("quarantined") == 1
+    assert dict(report.skipped) == {"bulk_mail": 1}
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(Activity)) == 2
+        bad = queries.explain(s, "gus-1@globexhealth.com")
+        assert bad["status"] == "quarantined" and "subject refused" in bad["detail"]
+        assert (
+            queries.explain(s, "ana-1@acme-freight.com")["activity"]["opportunities"][0]["rule"]
+            == "single_open_deal"
+        )
