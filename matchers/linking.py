@@ -133,7 +133,7 @@ def _link_deal(result: MatchResult, contacts: dict[str, ContactRef], crm: CrmLoo
         listed = ", ".join(repr(d.name) for d in sorted(deals, key=lambda d: d.name))
         result.notes.append(
             f"not linked to a deal: the contacts are on {len(deals)} open deals ({listed}); "
-            "link one by hand or let a richer rule decide"
+            "the simple rule needs exactly one"
         )
     else:
         result.notes.append("not linked to a deal: no open deal lists these contacts")

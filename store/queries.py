@@ -85,6 +85,7 @@ def activity_view(session: Session, activity: Activity, names: dict[tuple[str, i
             for link in by_type["opportunity"]
         ],
         "insights": [{"kind": i.kind, "category": i.category, "text": i.text} for i in activity.insights],
+        "not_linked": list(activity.match_notes or []),
         **(
             {"meeting_status": activity.meeting_status, "ends_at": iso(activity.ends_at)}
             if activity.kind == "meeting"

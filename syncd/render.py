@@ -26,7 +26,9 @@ def sync_report(report: AccountReport) -> str:
 
 def activity(item: dict[str, Any]) -> str:
     when = (item["occurred_at"] or "no date")[:16].replace("T", " ")
-    kind = "meeting" if item["kind"] == "meeting" else item["direction"]
+    kind = item["direction"]
+    if item["kind"] == "meeting":
+        kind = "meeting" if item.get("meeting_status") != "CANCELLED" else "meeting (cancelled)"
     lines = [f"{when}  {kind:<8}  {item['subject'] or '(no subject)'}"]
     people = [p["email"] for p in item["participants"] if p["role"] in ("from", "organizer")]
     if people:
@@ -37,6 +39,9 @@ def activity(item: dict[str, Any]) -> str:
         lines.append(f"    companies: {', '.join(item['companies'])}")
     for deal in item["opportunities"]:
         lines.append(f"    deal: {deal['name']} (confidence {deal['confidence']:.2f}, rule {deal['rule']})")
+    if not item["opportunities"]:
+        deal_notes = [n for n in item.get("not_linked", []) if "deal" in n]
+        lines.extend(f"    {note}" for note in deal_notes[:1])
     for insight in item["insights"]:
         lines.append(f"    {insight['kind']}: {insight['text']}")
     return "\n".join(lines)
