@@ -79,7 +79,7 @@ def test_the_whole_cli_flow(capsys: pytest.CaptureFixture[str], demo_config: Pat
     items = json.loads(out)
     assert len(items) == 16
     for item in items:
-        assert ACTIVITY_KEYS <= set(item)
+        assert set(item) >= ACTIVITY_KEYS
         assert item["kind"] in ("email", "meeting")
         assert item["direction"] in ("inbound", "outbound", "internal")
         assert item["occurred_at"].endswith("Z")
