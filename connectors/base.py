@@ -15,7 +15,6 @@ from typing import Literal, Protocol, runtime_checkable
 ItemKind = Literal["rfc822", "ics"]
 
 
-
 class KnownFilter(Protocol):
     """What the store already holds, asked by a source so it never reads a message twice.
 
@@ -86,6 +85,18 @@ class SourceError(Exception):
 
 class AuthError(SourceError):
     """The provider refused our credentials: the account needs re-authorization."""
+
+
+class TransientError(SourceError):
+    """A failure that may pass by itself (server down, connection dropped, timeout, throttling).
+
+    The pipeline retries the account later with backoff; ``retry_after`` (seconds), when the
+    provider said how long to wait, is the least it should wait.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
