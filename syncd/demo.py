@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -89,9 +90,10 @@ def run_demo(directory: Path | None, as_json: bool = False) -> int:
             )
             if entry["detail"]:
                 print(f"{'':<22} {entry['detail']}", file=out)
+    command = shlex.quote(sys.argv[0]) if sys.argv[0].endswith("syncd") else "syncd"
     print(
-        f"\nDemo store: {directory / 'demo.db'}\nExplore it: syncd --config {config_path} activities "
-        f"(or status, explain MESSAGE_ID)",
+        f"\nDemo store: {directory / 'demo.db'}\n"
+        f"Explore it: {command} --config {config_path} activities (or status, explain MESSAGE_ID)",
         file=out,
     )
     return 1 if failed else 0
