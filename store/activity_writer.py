@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from connectors.message import Meeting, ParsedMessage, Participant
 from matchers.insights import InsightDraft
 from matchers.linking import MatchResult
-from store.batch_state import BatchState
+from store.batch_state import BatchState, PendingEmail
 from store.models import (
     Activity,
     ActivityLink,
@@ -55,40 +55,89 @@ def insert_email(
     direction: str,
     result: MatchResult,
     insights: Iterable[InsightDraft],
-) -> Activity:
-    """A new email activity with its participants, links and insights (flushed with the batch)."""
+) -> PendingEmail:
+    """A new email activity, written with the rest of the batch by :func:`flush_pending`.
+
+    New emails are most of what a sync writes, so they bypass the ORM's unit of work and
+    go out as a few multi-row INSERTs per batch.
+    """
     stamp = now()
-    activity = Activity(
-        key=msg.key,
-        kind="email",
-        message_id=msg.message_id,
-        thread_key=msg.thread_key,
-        in_reply_to=msg.in_reply_to,
-        subject=msg.subject,
-        occurred_at=msg.date,
-        direction=direction,
-        body_text=msg.text,
-        all_day=False,
-        match_notes=list(result.notes) or None,
-        created_at=stamp,
-        updated_at=stamp,
+    pending = PendingEmail(
+        row={
+            "key": msg.key,
+            "kind": "email",
+            "message_id": msg.message_id,
+            "thread_key": msg.thread_key,
+            "in_reply_to": msg.in_reply_to,
+            "subject": msg.subject,
+            "occurred_at": msg.date,
+            "direction": direction,
+            "body_text": msg.text,
+            "all_day": False,
+            "match_notes": list(result.notes) or None,
+            "created_at": stamp,
+            "updated_at": stamp,
+        },
+        participants=[
+            {"email": p.email, "display_name": p.name, "role": p.role, "rsvp": p.rsvp}
+            for p in msg.participants
+        ],
+        links=[
+            {
+                "target_type": link.target_type,
+                "target_id": link.target_id,
+                "confidence": link.confidence,
+                "rule": link.rule,
+                "reason": link.reason,
+                "manual": False,
+                "created_at": stamp,
+            }
+            for link in result.links
+        ],
+        insights=[
+            {
+                "kind": d.kind,
+                "category": d.category,
+                "text": d.text,
+                "position": d.position,
+                "author_email": d.author_email,
+                "created_at": stamp,
+            }
+            for d in insights
+        ],
     )
-    _set_participants(activity, msg.participants)
-    activity.links.extend(new_links(result, stamp))
-    activity.insights.extend(
-        Insight(
-            kind=d.kind,
-            category=d.category,
-            text=d.text,
-            position=d.position,
-            author_email=d.author_email,
-            created_at=stamp,
-        )
-        for d in insights
-    )
-    state.session.add(activity)
-    state.remember(activity)
-    return activity
+    state.add_pending(pending)
+    return pending
+
+
+def flush_pending(state: BatchState) -> None:
+    """Insert the batch's new emails and everything hanging off them, a statement per table."""
+    pending = state.take_pending()
+    if not pending:
+        return
+    session = state.session
+    rows = session.execute(
+        insert(Activity).returning(Activity.id, Activity.key), [p.row for p in pending]
+    ).all()
+    ids = {key: activity_id for activity_id, key in rows}
+    children: dict[type, list[dict[str, object]]] = {
+        ActivityParticipant: [],
+        ActivityLink: [],
+        Insight: [],
+        ActivitySource: [],
+    }
+    for p in pending:
+        p.id = ids[p.row["key"]]
+        for model, items in (
+            (ActivityParticipant, p.participants),
+            (ActivityLink, p.links),
+            (Insight, p.insights),
+            (ActivitySource, p.sources),
+        ):
+            children[model].extend({**item, "activity_id": p.id} for item in items)
+    for model, items in children.items():
+        if items:
+            session.execute(insert(model), items)
 
 
 def meeting_people(meeting: Meeting) -> tuple[Participant, ...]:
@@ -146,30 +195,35 @@ def upsert_meeting(state: BatchState, meeting: Meeting, direction: str) -> tuple
 
 def add_source(
     state: BatchState,
-    activity: Activity,
+    activity: Activity | PendingEmail,
     provider_id: str,
     thread_id: str | None = None,
     labels: Sequence[str] = (),
 ) -> bool:
     """Record where the activity was seen; False when that location was already known."""
+    if provider_id in state.pending_source_ids:
+        return False
     existing = state.source(provider_id)
     if existing is not None:
         existing.deleted_at = None
         return False
-    source = ActivitySource(
-        account_id=state.account_id,
-        folder=state.folder,
-        provider_id=provider_id,
-        provider_thread_id=thread_id,
-        labels=list(labels) or None,
-        synced_at=now(),
-    )
-    if activity.id is None:  # new in this batch: the flush fills in the key
-        activity.sources.append(source)
+    row = {
+        "account_id": state.account_id,
+        "folder": state.folder,
+        "provider_id": provider_id,
+        "provider_thread_id": thread_id,
+        "labels": list(labels) or None,
+        "synced_at": now(),
+    }
+    if isinstance(activity, PendingEmail) and activity.id is None:
+        activity.sources.append(row)
+    elif isinstance(activity, PendingEmail):
+        state.session.add(ActivitySource(activity_id=activity.id, **row))
+    elif activity.id is None:  # a meeting new in this batch: the ORM flush fills in the key
+        activity.sources.append(ActivitySource(**row))
     else:  # don't load the activity's other sources just to append one
-        source.activity_id = activity.id
-        state.session.add(source)
-    state.remember(source)
+        state.session.add(ActivitySource(activity_id=activity.id, **row))
+    state.pending_source_ids.add(provider_id)
     return True
 
 

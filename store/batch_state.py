@@ -9,6 +9,8 @@ when a batch is replayed item by item after a database error.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +26,18 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
         yield values[i : i + CHUNK]
 
 
+@dataclass
+class PendingEmail:
+    """A new email activity and its rows, waiting for the batch's multi-row INSERTs."""
+
+    row: dict[str, Any]
+    participants: list[dict[str, Any]]
+    links: list[dict[str, Any]]
+    insights: list[dict[str, Any]]
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    id: int | None = None  # set once inserted
+
+
 class BatchState:
     def __init__(self, session: Session, account_id: int, folder: str) -> None:
         self.session, self.account_id, self.folder = session, account_id, folder
@@ -31,6 +45,9 @@ class BatchState:
         self._activities: dict[str, Activity | None] = {}
         self._sources: dict[str, ActivitySource | None] = {}
         self._skips: dict[str, SkipLogEntry | None] = {}
+        self._pending: dict[str, PendingEmail] = {}
+        self._new: dict[str, PendingEmail] = {}  # inserted by this batch, by key
+        self.pending_source_ids: set[str] = set()  # sources added by this batch
 
     def prefetch(self, keys: Iterable[str], provider_ids: Iterable[str]) -> None:
         s = self.session
@@ -60,7 +77,9 @@ class BatchState:
                 self._skips[entry.provider_id] = entry
         self.prefetched = True
 
-    def activity(self, key: str) -> Activity | None:
+    def activity(self, key: str) -> Activity | PendingEmail | None:
+        if key in self._pending or key in self._new:
+            return self._pending.get(key) or self._new[key]
         if self.prefetched and key in self._activities:
             return self._activities[key]
         found = self.session.scalar(select(Activity).where(Activity.key == key))
@@ -96,3 +115,13 @@ class BatchState:
             self._sources[item.provider_id] = item
         else:
             self._skips[item.provider_id] = item
+
+    def add_pending(self, pending: PendingEmail) -> None:
+        self._pending[pending.row["key"]] = pending
+
+    def take_pending(self) -> list[PendingEmail]:
+        """The new emails not yet inserted; they stay findable by key once inserted."""
+        pending = list(self._pending.values())
+        self._new.update(self._pending)
+        self._pending.clear()
+        return pending

@@ -186,6 +186,7 @@ class Pipeline:
                 )
                 for item, result in zip(batch.items, parsed, strict=True):
                     self._ingest(ctx, item, result)
+                writer.flush_pending(state)
                 session.flush()
         except SQLAlchemyError as exc:
             log.warning("%s: batch refused by the database (%s); replaying it item by item", folder, exc)
@@ -198,6 +199,7 @@ class Pipeline:
                 try:
                     with session.begin_nested():
                         self._ingest(ctx, item, result)
+                        writer.flush_pending(ctx.state)
                         session.flush()
                 except SQLAlchemyError as item_exc:
                     log.warning("quarantined %s/%s: %s", folder, item.provider_id, item_exc)

@@ -15,6 +15,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "mbox": ("connectors.mbox", "MboxSource"),
     "eml": ("connectors.eml", "EmlFolderSource"),
     "ics": ("connectors.ics_folder", "IcsFolderSource"),
+    "imap": ("connectors.imap", "ImapSource"),
 }
 
 
