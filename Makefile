@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: $(STAMP) lint
+	@bash scripts/ensure-system-deps.sh --test
 	$(BIN)/python -m pytest
 
 clean:
