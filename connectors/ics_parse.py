@@ -3,6 +3,7 @@
 One Meeting per VEVENT, recurrences not expanded: a series master carries its RRULE text and
 EXDATEs, each moved or edited occurrence is its own Meeting keyed by UID and RECURRENCE-ID.
 All times come out as aware UTC; time-zone names are resolved by :mod:`connectors.ics_timezones`.
+Organizer, attendees and the conference link are read by :mod:`connectors.ics_properties`.
 
 Real calendars are often broken. A bad event is skipped and reported, never allowed to lose
 the others; a file icalendar refuses as a whole is read again event by event. Only data that
@@ -18,14 +19,14 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
-from urllib.parse import unquote
 
 import icalendar
 from icalendar.cal import Component
 from icalendar.prop import vRecur
 
+from connectors.ics_properties import all_values, conference_url, first_value, participant, text_value
 from connectors.ics_timezones import TimezoneResolver
-from connectors.message import Meeting, Participant, Role, Rsvp
+from connectors.message import Meeting, Participant
 
 __all__ = ["CalendarError", "parse_calendar", "parse_calendar_with_errors"]
 
@@ -47,14 +48,6 @@ class _Skip(Exception):
     """This one event cannot become a Meeting; the message says why."""
 
 
-_RSVP: dict[str, Rsvp] = {
-    "ACCEPTED": "accepted",
-    "DECLINED": "declined",
-    "TENTATIVE": "tentative",
-    "NEEDS-ACTION": "needs_action",
-    "DELEGATED": "delegated",
-}
-_EMAIL = re.compile(r"[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+")
 _BEGIN_VEVENT = re.compile(r"^BEGIN:VEVENT[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 _LINE_BREAK = re.compile(r"\r\n|\n|\r")
 _FOLD = re.compile(r"(?:\r\n|\n|\r)[ \t]")  # RFC 5545 §3.1: a line break plus one blank continues a line
@@ -65,21 +58,6 @@ _BLOCK = re.compile(
     re.IGNORECASE | re.MULTILINE | re.DOTALL,
 )
 _METHOD_OR_CALENDAR = re.compile(r"^(?:METHOD:(.*?)|BEGIN:VCALENDAR)[ \t]*$", re.IGNORECASE | re.MULTILINE)
-_MEETING_LINK = re.compile(
-    r"""https?://(?:
-        (?:[\w-]+\.)*zoom(?:gov)?\.(?:us|com)/(?:j|my|w|s)/
-      | teams\.microsoft\.com/(?:l/meetup-join|meet)/
-      | teams\.live\.com/meet/
-      | meet\.google\.com/(?=[a-z]{3}-[a-z]{4}-[a-z]{3})
-      | (?:[\w-]+\.)*webex\.com/
-    )[^\s<>"'\\]*""",
-    re.IGNORECASE | re.VERBOSE,
-)
-_CONFERENCE_PROPERTIES = (
-    "X-GOOGLE-CONFERENCE",
-    "X-MICROSOFT-ONLINEMEETINGURL",
-    "X-MICROSOFT-SKYPETEAMSMEETINGURL",
-)
 # Broken values of these are reported where they are read, with what was done instead.
 _REPORTED_WHERE_USED = frozenset({"DTEND", "DURATION", "RRULE", "EXDATE"})
 _ALL_DAY_FLAGS = ("X-MICROSOFT-CDO-ALLDAYEVENT", "X-MICROSOFT-MSNCALENDAR-ALLDAYEVENT")
@@ -151,7 +129,7 @@ def _parse(data: bytes | str, method: str | None) -> tuple[list[Meeting], list[s
         for event in calendar.events:
             number += 1
             label = f"VEVENT #{number}"
-            uid = _text(event, "UID")
+            uid = text_value(event, "UID")
             if uid:
                 label += f" UID {uid.strip()!r}"
             try:
@@ -194,7 +172,7 @@ def _read_whole(text: str) -> list[_Calendar] | str:
         if component.name == "VCALENDAR":
             calendars.append(
                 _Calendar(
-                    _method(_text(component, "METHOD")),
+                    _method(text_value(component, "METHOD")),
                     [c for c in component.subcomponents if c.name == "VTIMEZONE"],
                     [c for c in component.subcomponents if c.name == "VEVENT"],
                 )
@@ -256,7 +234,7 @@ def _meeting(event: Component, method: str | None, context: _Context) -> Meeting
         if name not in _REPORTED_WHERE_USED:
             context.note(f"{name or 'a line'} unreadable, ignored ({error})")
 
-    start_prop = _first(event.get("DTSTART"))
+    start_prop = first_value(event.get("DTSTART"))
     if start_prop is None and method is None:
         # RFC 5545 §3.6.1: DTSTART may only be left out when an iTIP METHOD is present.
         raise _Skip("no DTSTART in a calendar without METHOD")
@@ -267,7 +245,7 @@ def _meeting(event: Component, method: str | None, context: _Context) -> Meeting
         # Outlook sends all-day events as local midnight to midnight plus this flag.
         start_value, all_day = start_value.date(), True
     start = context.resolver.value_to_utc(start_value, start_tzid)
-    end_prop, duration_prop = _first(event.get("DTEND")), _first(event.get("DURATION"))
+    end_prop, duration_prop = first_value(event.get("DTEND")), first_value(event.get("DURATION"))
     try:
         end = context.resolver.end_to_utc(
             start,
@@ -282,21 +260,21 @@ def _meeting(event: Component, method: str | None, context: _Context) -> Meeting
         end = None
 
     recurrence_id = None
-    rid_prop = _first(event.get("RECURRENCE-ID"))
+    rid_prop = first_value(event.get("RECURRENCE-ID"))
     if rid_prop is not None:
         recurrence_id = context.resolver.value_to_utc(_day_if_all_day(rid_prop.dt, all_day), _tzid(rid_prop))
 
-    organizer = _participant(_first(event.get("ORGANIZER")), "organizer")
+    organizer = participant(first_value(event.get("ORGANIZER")), "organizer")
     attendees: dict[str, Participant] = {}
-    for prop in _all(event.get("ATTENDEE")):
-        attendee = _participant(prop, "attendee")
+    for prop in all_values(event.get("ATTENDEE")):
+        attendee = participant(prop, "attendee")
         if attendee is not None:
             attendees.setdefault(attendee.email, attendee)
 
-    summary = (_text(event, "SUMMARY") or "").strip()
-    description = (_text(event, "DESCRIPTION") or "").strip()
-    location = (_text(event, "LOCATION") or "").strip() or None
-    uid = (_text(event, "UID") or "").strip()
+    summary = (text_value(event, "SUMMARY") or "").strip()
+    description = (text_value(event, "DESCRIPTION") or "").strip()
+    location = (text_value(event, "LOCATION") or "").strip() or None
+    uid = (text_value(event, "UID") or "").strip()
     if not uid:
         basis = f"{start.isoformat() if start else ''}\x1f{summary}\x1f{organizer.email if organizer else ''}"
         uid = f"syncd-{hashlib.sha256(basis.encode()).hexdigest()}@synthetic"
@@ -313,7 +291,7 @@ def _meeting(event: Component, method: str | None, context: _Context) -> Meeting
         recurrence_id=recurrence_id,
         method=method,
         sequence=_sequence(event, context),
-        status=(_text(event, "STATUS") or "").strip().upper() or None,
+        status=(text_value(event, "STATUS") or "").strip().upper() or None,
         summary=summary,
         description=description,
         location=location,
@@ -324,13 +302,13 @@ def _meeting(event: Component, method: str | None, context: _Context) -> Meeting
         exdates=exdates,
         organizer=organizer,
         attendees=tuple(attendees.values()),
-        conference_url=_conference_url(event, description, location),
+        conference_url=conference_url(event, description, location),
         timezone=context.resolver.resolve(start_tzid).name if start_tzid and not all_day else None,
     )
 
 
 def _rrule(event: Component, broken: bool, context: _Context) -> str | None:
-    props = _all(event.get("RRULE"))
+    props = all_values(event.get("RRULE"))
     if not props:
         return None
     if len(props) > 1:
@@ -350,7 +328,7 @@ def _rrule(event: Component, broken: bool, context: _Context) -> str | None:
 
 def _exdates(event: Component, all_day: bool, context: _Context) -> tuple[datetime, ...]:
     exdates: set[datetime] = set()
-    for prop in _all(event.get("EXDATE")):
+    for prop in all_values(event.get("EXDATE")):
         tzid = _tzid(prop)
         try:
             values = [_day_if_all_day(value.dt, all_day) for value in prop.dts]
@@ -360,51 +338,8 @@ def _exdates(event: Component, all_day: bool, context: _Context) -> tuple[dateti
     return tuple(sorted(exdates))
 
 
-def _participant(prop: Any, role: Role) -> Participant | None:
-    if prop is None:
-        return None
-    params = getattr(prop, "params", {})
-    value = str(prop).strip()
-    if value.lower().startswith("mailto:"):
-        address = unquote(value[7:].split("?", 1)[0])
-    elif params.get("EMAIL"):
-        address = str(params["EMAIL"])  # RFC 7986 §6.9: the email when the address is not mailto:
-    elif ":" not in value:
-        address = value  # a bare address, as some gateways write
-    else:
-        return None
-    address = address.strip().strip("<>").strip()
-    if not _EMAIL.fullmatch(address):
-        return None
-    name = str(params.get("CN") or "").strip().strip('"').strip() or None
-    rsvp = _RSVP.get(str(params.get("PARTSTAT") or "").strip().upper())
-    return Participant(email=address.lower(), name=name, role=role, rsvp=rsvp)
-
-
-def _conference_url(event: Component, description: str, location: str | None) -> str | None:
-    for name in _CONFERENCE_PROPERTIES:
-        url = _http_url(_text(event, name))
-        if url:
-            return url
-    conferences = [str(prop).strip() for prop in _all(event.get("CONFERENCE"))]  # RFC 7986 §5.11
-    for url in sorted(conferences, key=lambda url: _http_url(url) is None):
-        if url:
-            return url
-    # URL is usually the event's own web page, not a place to meet: only a known meeting link counts.
-    for text in (_text(event, "URL"), description, location):
-        match = _MEETING_LINK.search(text or "")
-        if match:
-            return match.group(0).rstrip(".,;:!?)]}*")
-    return None
-
-
-def _http_url(value: str | None) -> str | None:
-    value = (value or "").strip()
-    return value if re.fullmatch(r"https?://\S+", value, re.IGNORECASE) else None
-
-
 def _sequence(event: Component, context: _Context) -> int:
-    prop = _first(event.get("SEQUENCE"))
+    prop = first_value(event.get("SEQUENCE"))
     if prop is None:
         return 0
     try:
@@ -416,24 +351,6 @@ def _sequence(event: Component, context: _Context) -> int:
 
 def _method(value: str | None) -> str | None:
     return (value or "").strip().upper() or None
-
-
-def _text(component: Component, name: str) -> str | None:
-    value = _first(component.get(name))
-    return None if value is None else str(value)
-
-
-def _first(value: Any) -> Any:
-    # A property that occurs several times comes back from icalendar as a plain list.
-    if isinstance(value, list):
-        return value[0] if value else None
-    return value
-
-
-def _all(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
 
 
 def _tzid(prop: Any) -> str | None:
@@ -450,4 +367,4 @@ def _day_if_all_day(value: Any, all_day: bool) -> Any:
 
 
 def _all_day_flag(event: Component) -> bool:
-    return any((_text(event, name) or "").strip().upper() == "TRUE" for name in _ALL_DAY_FLAGS)
+    return any((text_value(event, name) or "").strip().upper() == "TRUE" for name in _ALL_DAY_FLAGS)

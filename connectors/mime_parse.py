@@ -1,7 +1,8 @@
 """RFC 822 / MIME bytes to :class:`~connectors.message.ParsedMessage`.
 
 Speed: the stdlib parser runs with ``policy.compat32`` and the few headers we need are
-decoded here; ``policy.default`` decodes every header eagerly and is ~8x slower.
+decoded by :mod:`connectors.mime_decode`; ``policy.default`` decodes every header eagerly
+and is ~8x slower. This module walks the parts: body text, attachments, calendar parts.
 Robustness: real mail is routinely wrong (mislabelled charsets, broken boundaries, raw
 8-bit headers, endless nesting). What still leaves a readable message becomes a short
 ``defects`` string; only input that is not a message at all raises :class:`ParseError`.
@@ -13,20 +14,25 @@ import codecs
 import hashlib
 import mimetypes
 import re
-from datetime import UTC, datetime
-from email.errors import HeaderParseError
-from email.header import decode_header
+from datetime import datetime
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
-from functools import lru_cache
 
 from connectors.html_text import html_to_text
 from connectors.ics_parse import CalendarError, parse_calendar
 from connectors.message import Headers, Meeting, ParsedMessage, Participant, Role
+from connectors.mime_decode import (
+    address_pairs,
+    cap_id,
+    clean_id,
+    decode_bytes,
+    decode_words,
+    id_list,
+    parse_date,
+    unfold,
+)
 
-MAX_ID_CHARS = 900  # ids are unique keys in the database; longer ones are hashed
 MAX_TEXT_BYTES = 1 << 20
 MAX_HTML_CHARS = 2 << 20  # html_to_text runs at ~2 MB/s; real HTML mail is far smaller
 MAX_PARTS = 2000
@@ -34,28 +40,13 @@ MAX_DEPTH = 60
 SYNTHETIC_BODY_CHARS = 4096
 
 _PARSER = BytesParser(policy=compat32)
-_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _WS = re.compile(r"\s+")
-_ANGLE_ID = re.compile(r"<([^<>]*)>")
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?]*)\?=")
-_BETWEEN_WORDS = re.compile(r"(?<=\?=)[ \t]+(?==\?)")
 _BOUNDARY_LINE = re.compile(rb"^--([^\s][^\r\n]{0,200}?)[ \t]*\r?$", re.MULTILINE)
 _LEADING_BLANK_LINES = re.compile(rb"\A(?:[ \t]*\r?\n)+")
-_ASCII = bytes(range(128))
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-# The local part excludes "@" so that there is one way to match (no backtracking blow-up).
-_BARE_ADDRESS = re.compile(r"[^\s<>\"(),;:\[\]\\@]*@[^\s<>\"(),;:\[\]\\]*")
-_ADDRESS_DELIMITERS = re.compile(r"[\s<>\"(),;:\[\]\\]+")
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")  # ESC stays: raw ISO-2022-JP
 _BINARY_MAGIC = {b"\xd0\xcf\x11\xe0": "an Outlook .msg (OLE2) file", b"\x78\x9f\x3e\x22": "a TNEF blob"}
-# Labels Python does not know, and codecs whose superset is what mail really uses
-# (WHATWG Encoding §4.2: "latin1" and "gb2312" mail is cp1252 and gb18030 mail).
-_CODEC_ALIASES = {"x-gbk": "gbk", "windows-874": "cp874", "iso-8859-8-i": "iso-8859-8", "x-sjis": "shift_jis"}
-_CODEC_ALIASES |= {"x-mac-roman": "mac-roman", "iso8859-1": "cp1252", "gb2312": "gb18030", "gbk": "gb18030"}
-_CODEC_ALIASES |= {"euc_kr": "cp949", "tis-620": "cp874", "big5": "big5hkscs"}
-# Codecs that exist in Python but would mangle or misinterpret mail text.
-_REFUSED_CODECS = {"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined"}
 _ROLES: tuple[Role, ...] = ("from", "sender", "reply_to", "to", "cc", "bcc")
 _CALENDAR_TYPES = {"text/calendar", "application/ics"}
 _KNOWN_CTE = {"", "7bit", "8bit", "binary", "base64", "quoted-printable", "x-uuencode", "uuencode", "uue"}
@@ -65,125 +56,9 @@ class ParseError(Exception):
     """The input cannot be read as a message at all; ``str(exc)`` says why."""
 
 
-@lru_cache(maxsize=512)
-def _codec(label: str) -> str | None:
-    name = label.strip().strip("\"'").lower().split("*", 1)[0]  # RFC 2231 §5: charset*lang
-    try:
-        codec = codecs.lookup(_CODEC_ALIASES.get(name, name)).name
-        codec = _CODEC_ALIASES.get(codec, codec)
-        b"".decode(codec)  # rejects bytes-to-bytes codecs such as base64 or zlib
-    except (LookupError, ValueError, TypeError):
-        return None
-    return None if codec in _REFUSED_CODECS else codec
-
-
-def decode_bytes(data: bytes, label: str | None, defects: list[str] | None = None, where: str = "") -> str:
-    """Decode text whose declared charset may be missing, unknown or wrong; never raises.
-
-    Order: the declared charset, UTF-8, UTF-8 with replacement when nearly all of it is
-    UTF-8 (a name cut in the middle of a character), then the declared charset or
-    cp1252 with replacement.
-    """
-    codec = _codec(label) if label else None
-    if label and codec is None and defects is not None:
-        defects.append(f"unknown charset {label[:40]} in {where}")
-    if codec not in (None, "ascii", "utf-8"):
-        try:
-            return data.decode(codec)
-        except UnicodeDecodeError:
-            pass
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    if defects is not None and codec not in (None, "ascii"):
-        defects.append(f"bytes invalid for charset {label[:40]} in {where}")
-    text = data.decode("utf-8", "replace")
-    if text.count("\ufffd") * 8 <= len(data.translate(None, _ASCII)):
-        return text
-    return data.decode(codec if codec not in (None, "ascii", "utf-8") else "cp1252", "replace")
-
-
 def _normalize(text: str) -> str:
     # NUL cannot be stored in a PostgreSQL text column.
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").removeprefix("\ufeff")
-
-
-def _unfold(value: str) -> str:
-    """RFC 5322 §2.2.3 unfolding; compat32 also leaves raw 8-bit bytes as surrogates."""
-    if not value.isascii():
-        value = decode_bytes(value.encode("utf-8", "surrogateescape"), None)
-    return _FOLD.sub("", value).replace("\r", " ").replace("\n", " ").replace("\x00", "")
-
-
-def _decode_word(match: re.Match[str]) -> str:
-    charset, encoding, text = match.groups()
-    try:
-        if encoding in "bB":
-            raw = codecs.decode(text + "=" * (-len(text) % 4), "base64")
-        else:
-            raw = codecs.decode(text.replace("_", " ").encode(), "quopri")
-    except (ValueError, TypeError):
-        return match.group(0)
-    return decode_bytes(raw, charset)
-
-
-def decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words, tolerating the malformed ones seen in real mail.
-
-    ``decode_header`` joins adjacent words of one charset before decoding (a UTF-8
-    character split across two words, RFC 2047 §5 forbids it but mailers do it). When
-    it gives up (bad base64) or the text holds characters beyond Latin-1 (which its
-    round trip through raw-unicode-escape would mangle), each word is decoded on its own
-    and a broken word stays as written.
-    """
-    if "=?" not in value:
-        return value
-    if value.isascii() or max(value) <= "\xff":
-        try:
-            parts = decode_header(value)
-        except (HeaderParseError, ValueError, LookupError):
-            parts = None
-        if parts is not None:
-            out: list[str] = []
-            for chunk, charset in parts:
-                if isinstance(chunk, str):
-                    out.append(chunk)
-                else:
-                    out.append(chunk.decode("latin-1") if charset is None else decode_bytes(chunk, charset))
-            return "".join(out)
-    return _ENCODED_WORD.sub(_decode_word, _BETWEEN_WORDS.sub("", value))
-
-
-def _clean_id(value: str) -> str:
-    match = _ANGLE_ID.search(value)
-    # RFC 5322 §3.6.4 forbids white space inside an id: what is there is folding damage.
-    return "".join((match.group(1) if match else value).split())
-
-
-def _cap_id(msg_id: str) -> str:
-    if len(msg_id) <= MAX_ID_CHARS:
-        return msg_id
-    return f"syncd-{hashlib.sha256(msg_id.encode('utf-8', 'surrogatepass')).hexdigest()}@long-id"
-
-
-def _id_list(value: str) -> list[str]:
-    ids = [_clean_id(m) for m in _ANGLE_ID.findall(value)]
-    if not ids:  # some mailers drop the brackets (RFC 5322 §4.5.4 obsolete forms)
-        ids = [t.strip("<>") for t in value.replace(",", " ").split() if "@" in t]
-    return list(dict.fromkeys(_cap_id(i) for i in ids if i))
-
-
-def _parse_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-        if parsed.tzinfo is None:  # "-0000" and zone-less dates: RFC 5322 §3.3 says UTC
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 def _sniff(raw: bytes) -> bytes:
@@ -214,7 +89,7 @@ class _Reader:
 
     def header(self, name: str) -> str | None:
         values = self.raw_headers.get(name)
-        return _unfold(values[0]).strip() if values else None
+        return unfold(values[0]).strip() if values else None
 
     def text_header(self, name: str) -> str | None:
         value = self.header(name)
@@ -224,7 +99,8 @@ class _Reader:
         found: dict[tuple[str, str], Participant] = {}
         from_emails: set[str] = set()
         for role in _ROLES:
-            for name, address in self.addresses(role.replace("_", "-")):
+            header = role.replace("_", "-")
+            for name, address in address_pairs(self.raw_headers.get(header, []), header, self.defects):
                 email = address.strip().strip("<>").lower()
                 local, _, domain = email.rpartition("@")
                 if not local or not domain or (role == "sender" and email in from_emails):
@@ -235,29 +111,14 @@ class _Reader:
                 found.setdefault((email, role), Participant(email=email, name=display, role=role))
         return list(found.values())
 
-    def addresses(self, header: str) -> list[tuple[str, str]]:
-        values = [_unfold(v) for v in self.raw_headers.get(header, ())]
-        bare = [a for a in (a.strip() for v in values for a in v.split(",")) if a]
-        if all(_BARE_ADDRESS.fullmatch(a) for a in bare):
-            # Plain "a@x, b@y" lists, most of real mail: 5x faster than getaddresses, which
-            # also mangles UUCP-era "host!user@relay@domain" into "@domain".
-            return [("", a) for a in bare]
-        try:
-            return getaddresses(values)
-        except RecursionError:
-            # getaddresses recurses once per ":" (RFC 5322 §3.4 group syntax): MimeKit's
-            # stack-overflow.txt has a thousand of them. Keep the bare addresses.
-            self.defects.append(f"{header} header too convoluted, names dropped")
-            return [("", a) for v in values for a in _ADDRESS_DELIMITERS.split(v) if "@" in a]
-
     def date(self) -> datetime | None:
         raw = self.header("date")
-        parsed = _parse_date(raw)
+        parsed = parse_date(raw)
         if parsed is None:
             self.defects.append("bad Date header" if raw else "no Date header")
             received = self.raw_headers.get("received")
             if received:  # the last one is the first hop, closest to the sending time
-                parsed = _parse_date(_unfold(received[-1]).rpartition(";")[2].strip())
+                parsed = parse_date(unfold(received[-1]).rpartition(";")[2].strip())
         return parsed
 
     def walk(self) -> list[tuple[Message, str]]:
@@ -359,7 +220,7 @@ def _params(part: Message) -> Message:
         return part
     view = Message()
     for name, value in raw:
-        view[name] = _unfold(value)
+        view[name] = unfold(value)
     return view
 
 
@@ -397,7 +258,7 @@ def _untitled(part: Message, ctype: str) -> str:
     """A name for a nameless attachment, as mail clients show it."""
     if ctype == "message/rfc822" and part.is_multipart():
         inner = part.get_payload(0)
-        subject = _WS.sub(" ", decode_words(_unfold(str(inner.get("subject", ""))))).strip()
+        subject = _WS.sub(" ", decode_words(unfold(str(inner.get("subject", ""))))).strip()
         return f"{subject[:200] or 'message'}.eml"
     return "untitled" + (mimetypes.guess_extension(ctype) or ".bin")
 
@@ -456,13 +317,13 @@ def _read(raw: bytes) -> ParsedMessage:
     sender = next((p for p in participants if p.role == "from"), None)
     subject = reader.text_header("subject") or ""
     synthetic = False
-    message_id = _cap_id(_clean_id(reader.header("message-id") or ""))
+    message_id = cap_id(clean_id(reader.header("message-id") or ""))
     if not message_id:
         from_key = sender.email if sender else reader.text_header("from") or ""
         message_id = _synthetic_id(from_key, reader.header("date") or "", subject, text)
         synthetic = True
-    in_reply_to = next(iter(_id_list(reader.header("in-reply-to") or "")), None)
-    references = tuple(_id_list(" ".join(_unfold(v) for v in reader.raw_headers.get("references", []))))
+    in_reply_to = next(iter(id_list(reader.header("in-reply-to") or "")), None)
+    references = tuple(id_list(" ".join(unfold(v) for v in reader.raw_headers.get("references", []))))
     flag = reader.text_header
     headers = Headers(
         list_id=flag("list-id"),
