@@ -62,7 +62,12 @@ class Batch:
 
 @runtime_checkable
 class Source(Protocol):
-    """A mail or calendar source for one account."""
+    """A mail or calendar source for one account.
+
+    The keyword parameters of a source's constructor are its config keys (keyword-only
+    ones are for programmatic use). Constructing a source does no I/O; it raises
+    ValueError, with a message saying what is expected, for options it cannot accept.
+    """
 
     def folders(self) -> list[str]:
         """The folders to sync, in the order to sync them."""

@@ -156,7 +156,12 @@ def _coerce(value: Any, hint: Any, base: Path) -> Any:
 def _provider_options(reader: _Reader, index: int, provider: str, raw: dict[str, Any], base: Path) -> dict:
     cls = source_class(provider)
     hints = typing.get_type_hints(cls.__init__)
-    params = {name: p for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
+    # Keyword-only parameters are for programmatic use (a token provider object, say), not config.
+    params = {
+        name: p
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and p.kind is not inspect.Parameter.KEYWORD_ONLY
+    }
     options: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in params:
@@ -171,6 +176,10 @@ def _provider_options(reader: _Reader, index: int, provider: str, raw: dict[str,
     for name, param in params.items():
         if param.default is inspect.Parameter.empty and name not in options:
             raise reader.error("accounts", None, f"account needs {name!r} for provider {provider!r}", index)
+    try:  # a source's constructor checks what types cannot say (and does no I/O)
+        cls(**options)
+    except ValueError as exc:
+        raise reader.error("accounts", None, str(exc), index) from None
     return options
 
 
