@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from connectors.message import Participant
+from matchers.deals import DealRef, DealScore, MessageFacts, score_deals
 from matchers.identity import OrgIdentity, domain_of
 
 
@@ -29,20 +30,20 @@ class CompanyRef:
     name: str
 
 
-@dataclass(frozen=True)
-class OpportunityRef:
-    id: int
-    name: str
-    company_id: int | None
-    stage: str | None
-    contact_ids: frozenset[int]
-
-
 class CrmLookup(Protocol):
     def contacts_by_email(self, emails: Iterable[str]) -> dict[str, ContactRef]: ...
     def companies_by_domain(self, domains: Iterable[str]) -> dict[str, CompanyRef]: ...
     def companies_by_id(self, ids: Iterable[int]) -> dict[int, CompanyRef]: ...
-    def open_opportunities(self, contact_ids: Iterable[int]) -> list[OpportunityRef]: ...
+    def deals_for(self, contact_ids: Iterable[int], company_ids: Iterable[int]) -> list[DealRef]: ...
+    def thread_deals(self, thread_key: str | None) -> dict[int, int]:
+        """Deal id -> how many activities of this thread are linked to it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    link: float = 0.5  # at or above: linked automatically
+    review: float = 0.2  # at or above (and below ``link``): suggested in the review queue
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,39 @@ class Link:
 @dataclass
 class MatchResult:
     links: list[Link] = field(default_factory=list)
+    suggestions: list[Link] = field(default_factory=list)  # deals for the review queue
     notes: list[str] = field(default_factory=list)  # links refused, and why
+    candidates: list[DealScore] = field(default_factory=list)
 
     @property
     def known(self) -> bool:
         """At least one external participant is a CRM contact or from a CRM company."""
         return any(link.target_type in ("contact", "company") for link in self.links)
 
+    def details(self) -> dict[str, object]:
+        return {
+            "links": [
+                {
+                    "type": link.target_type,
+                    "target": link.target_name,
+                    "rule": link.rule,
+                    "reason": link.reason,
+                }
+                for link in self.links
+                if link.target_type != "opportunity"
+            ],
+            "deal_candidates": [c.as_dict() for c in self.candidates],
+            "notes": list(self.notes),
+        }
 
-def match(participants: Iterable[Participant], crm: CrmLookup, org: OrgIdentity) -> MatchResult:
+
+def match(
+    participants: Iterable[Participant],
+    crm: CrmLookup,
+    org: OrgIdentity,
+    facts: MessageFacts | None = None,
+    thresholds: Thresholds = Thresholds(),
+) -> MatchResult:
     external = sorted({p.email for p in participants if not org.is_internal(p.email)})
     result = MatchResult()
     if not external:
@@ -106,34 +131,52 @@ def match(participants: Iterable[Participant], crm: CrmLookup, org: OrgIdentity)
         confidence = 1.0 if rule == "contact_company" else 0.8
         result.links.append(Link("company", company.id, company.name, confidence, rule, reason))
 
-    _link_deal(result, contacts, crm)
+    _link_deals(result, contacts, set(companies), crm, facts or MessageFacts(), thresholds)
     return result
 
 
-def _link_deal(result: MatchResult, contacts: dict[str, ContactRef], crm: CrmLookup) -> None:
-    if not contacts:
+def _link_deals(
+    result: MatchResult,
+    contacts: dict[str, ContactRef],
+    company_ids: set[int],
+    crm: CrmLookup,
+    facts: MessageFacts,
+    thresholds: Thresholds,
+) -> None:
+    if not contacts and not company_ids:
         return
-    by_id = {c.id: c for c in contacts.values()}
-    deals = crm.open_opportunities(by_id)
-    if len(deals) == 1:
-        deal = deals[0]
-        names = ", ".join(sorted(by_id[c].name for c in deal.contact_ids if c in by_id))
-        result.links.append(
-            Link(
-                "opportunity",
-                deal.id,
-                deal.name,
-                0.9,
-                "single_open_deal",
-                f"{names} {'is a contact' if ',' not in names else 'are contacts'} on {deal.name!r}, "
-                "the only open deal they are on",
+    names = {c.id: c.name for c in contacts.values()}
+    deals = crm.deals_for(names, company_ids)
+    if not deals:
+        result.notes.append("not linked to a deal: the contacts and companies have no deal")
+        return
+    scored = score_deals(deals, names, company_ids, facts, crm.thread_deals(facts.thread_key))
+    result.candidates = scored
+    for s in scored:
+        positive = "+".join(sig.rule for sig in s.signals if sig.weight > 0) or "none"
+        why = "; ".join(sig.reason for sig in s.signals)
+        link = Link(
+            "opportunity",
+            s.deal.id,
+            s.deal.name,
+            s.confidence,
+            positive,
+            f"confidence {s.confidence:.2f} (score {s.score:.2f} among {len(scored)} candidate(s)): {why}",
+        )
+        if s.confidence >= thresholds.link:
+            result.links.append(link)
+        elif s.confidence >= thresholds.review:
+            result.suggestions.append(link)
+    if not any(link.target_type == "opportunity" for link in result.links):
+        best = scored[0]
+        if result.suggestions:
+            listed = ", ".join(f"{link.target_name!r} ({link.confidence:.2f})" for link in result.suggestions)
+            result.notes.append(
+                f"not linked to a deal: no candidate reached confidence {thresholds.link}; "
+                f"in the review queue: {listed}"
             )
-        )
-    elif len(deals) > 1:
-        listed = ", ".join(repr(d.name) for d in sorted(deals, key=lambda d: d.name))
-        result.notes.append(
-            f"not linked to a deal: the contacts are on {len(deals)} open deals ({listed}); "
-            "the simple rule needs exactly one"
-        )
-    else:
-        result.notes.append("not linked to a deal: no open deal lists these contacts")
+        else:
+            result.notes.append(
+                f"not linked to a deal: the best candidate, {best.deal.name!r}, has confidence "
+                f"{best.confidence:.2f} ({'; '.join(sig.reason for sig in best.signals)})"
+            )

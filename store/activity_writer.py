@@ -34,6 +34,7 @@ def _set_participants(activity: Activity, people: Iterable[Participant]) -> None
 
 
 def new_links(result: MatchResult, stamp: datetime | None = None) -> list[ActivityLink]:
+    """The matcher's links in force, and its suggestions for the review queue."""
     stamp = stamp or now()
     return [
         ActivityLink(
@@ -43,9 +44,11 @@ def new_links(result: MatchResult, stamp: datetime | None = None) -> list[Activi
             rule=link.rule,
             reason=link.reason,
             manual=False,
+            status=status,
             created_at=stamp,
         )
-        for link in result.links
+        for status, links in (("linked", result.links), ("suggested", result.suggestions))
+        for link in links
     ]
 
 
@@ -75,6 +78,7 @@ def insert_email(
             "body_text": msg.text,
             "all_day": False,
             "match_notes": list(result.notes) or None,
+            "match_details": result.details(),
             "created_at": stamp,
             "updated_at": stamp,
         },
@@ -90,9 +94,11 @@ def insert_email(
                 "rule": link.rule,
                 "reason": link.reason,
                 "manual": False,
+                "status": status,
                 "created_at": stamp,
             }
-            for link in result.links
+            for status, links in (("linked", result.links), ("suggested", result.suggestions))
+            for link in links
         ],
         insights=[
             {
@@ -237,6 +243,7 @@ def replace_links(session: Session, activity: Activity, result: MatchResult) -> 
         link for link in new_links(result) if (link.target_type, link.target_id) not in manual
     )
     activity.match_notes = list(result.notes) or None
+    activity.match_details = result.details()
 
 
 def record_skip(

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from matchers.linking import CompanyRef, ContactRef, OpportunityRef
-from store.models import Company, CompanyDomain, Contact, ContactEmail, Opportunity, OpportunityContact
+from matchers.deals import DealRef, deal_keywords
+from matchers.linking import CompanyRef, ContactRef
+from store.models import (
+    Activity,
+    ActivityLink,
+    Company,
+    CompanyDomain,
+    Contact,
+    ContactEmail,
+    Opportunity,
+    OpportunityContact,
+)
 
 
 class SqlCrmLookup:
@@ -62,35 +72,91 @@ class SqlCrmLookup:
         rows = self.session.execute(select(Company.id, Company.name).where(Company.id.in_(ids)))
         return {cid: CompanyRef(cid, name) for cid, name in rows}
 
-    def open_opportunities(self, contact_ids: Iterable[int]) -> list[OpportunityRef]:
-        contact_ids = list(contact_ids)
-        if not contact_ids:
+    def deals_for(self, contact_ids: Iterable[int], company_ids: Iterable[int]) -> list[DealRef]:
+        """Every deal (open or closed) that lists one of the contacts or belongs to one of the companies."""
+        contact_ids, company_ids = list(contact_ids), list(company_ids)
+        if not contact_ids and not company_ids:
             return []
-        rows = self.session.execute(
-            select(
-                Opportunity.id,
-                Opportunity.name,
-                Opportunity.company_id,
-                Opportunity.stage,
-                OpportunityContact.contact_id,
-            )
-            .join(OpportunityContact, OpportunityContact.opportunity_id == Opportunity.id)
-            .where(OpportunityContact.contact_id.in_(contact_ids), Opportunity.status == "open")
-            .order_by(Opportunity.id)
+        by_contact = select(OpportunityContact.opportunity_id).where(
+            OpportunityContact.contact_id.in_(contact_ids)
         )
-        deals: dict[int, tuple[str, int | None, str | None, set[int]]] = {}
-        for oid, name, company_id, stage, contact_id in rows:
-            deals.setdefault(oid, (name, company_id, stage, set()))[3].add(contact_id)
+        rows = self.session.execute(
+            select(Opportunity, Company.name)
+            .outerjoin(Company, Company.id == Opportunity.company_id)
+            .where(or_(Opportunity.id.in_(by_contact), Opportunity.company_id.in_(company_ids)))
+            .order_by(Opportunity.id)
+        ).all()
+        if not rows:
+            return []
+        ids = [opp.id for opp, _ in rows]
+        roles: dict[int, list[tuple[int, str | None]]] = {i: [] for i in ids}
+        for oid, cid, role in self.session.execute(
+            select(
+                OpportunityContact.opportunity_id, OpportunityContact.contact_id, OpportunityContact.role
+            ).where(OpportunityContact.opportunity_id.in_(ids))
+        ):
+            roles[oid].append((cid, role))
+        latest = dict(
+            self.session.execute(
+                select(ActivityLink.target_id, func.max(Activity.occurred_at))
+                .join(Activity, Activity.id == ActivityLink.activity_id)
+                .where(
+                    ActivityLink.target_type == "opportunity",
+                    ActivityLink.status == "linked",
+                    ActivityLink.target_id.in_(ids),
+                )
+                .group_by(ActivityLink.target_id)
+            ).all()
+        )
         return [
-            OpportunityRef(oid, name, company_id, stage, frozenset(cids))
-            for oid, (name, company_id, stage, cids) in deals.items()
+            DealRef(
+                id=opp.id,
+                name=opp.name,
+                company_id=opp.company_id,
+                stage=opp.stage,
+                status=opp.status,
+                created_at=opp.created_at,
+                close_date=opp.close_date,
+                owner_email=(opp.owner_email or "").lower() or None,
+                roles=tuple(sorted(roles[opp.id], key=lambda r: r[0])),
+                keywords=deal_keywords(opp.name, opp.product, opp.keywords, company),
+                last_activity_at=latest.get(opp.id),
+            )
+            for opp, company in rows
         ]
+
+    def thread_deals(self, thread_key: str | None) -> dict[int, int]:
+        return self.threads_deals([thread_key]).get(thread_key, {}) if thread_key else {}
+
+    def threads_deals(self, thread_keys: Iterable[str | None]) -> dict[str, dict[int, int]]:
+        keys = sorted({k for k in thread_keys if k})
+        out: dict[str, dict[int, int]] = {}
+        for i in range(0, len(keys), 500):
+            rows = self.session.execute(
+                select(Activity.thread_key, ActivityLink.target_id, func.count())
+                .join(ActivityLink, ActivityLink.activity_id == Activity.id)
+                .where(
+                    Activity.thread_key.in_(keys[i : i + 500]),
+                    ActivityLink.target_type == "opportunity",
+                    ActivityLink.status == "linked",
+                )
+                .group_by(Activity.thread_key, ActivityLink.target_id)
+            )
+            for key, deal_id, count in rows:
+                out.setdefault(key, {})[deal_id] = count
+        return out
 
 
 class BatchCrmLookup:
-    """The CRM facts a whole batch can need, fetched in four queries, then served from memory."""
+    """The CRM facts a whole batch can need, fetched in a few queries, then served from memory.
 
-    def __init__(self, crm: SqlCrmLookup, emails: Iterable[str]) -> None:
+    Links made while the batch is applied are noted with :meth:`note_links`, so that a
+    reply later in the same batch follows its thread.
+    """
+
+    def __init__(
+        self, crm: SqlCrmLookup, emails: Iterable[str], thread_keys: Iterable[str | None] = ()
+    ) -> None:
         emails = sorted(set(emails))
         self._contacts: dict[str, ContactRef] = {}
         self._domains: dict[str, CompanyRef] = {}
@@ -99,8 +165,12 @@ class BatchCrmLookup:
             self._contacts.update(crm.contacts_by_email(chunk))
             self._domains.update(crm.companies_by_domain({e.rpartition("@")[2] for e in chunk}))
         contact_ids = {c.id for c in self._contacts.values()}
-        self._companies = crm.companies_by_id({c.company_id for c in self._contacts.values() if c.company_id})
-        self._deals = crm.open_opportunities(contact_ids)
+        company_ids = {c.company_id for c in self._contacts.values() if c.company_id} | {
+            c.id for c in self._domains.values()
+        }
+        self._companies = crm.companies_by_id(company_ids)
+        self._deals = crm.deals_for(contact_ids, company_ids)
+        self._threads = crm.threads_deals(thread_keys)
 
     def contacts_by_email(self, emails: Iterable[str]) -> dict[str, ContactRef]:
         return {e: self._contacts[e] for e in emails if e in self._contacts}
@@ -111,10 +181,17 @@ class BatchCrmLookup:
     def companies_by_id(self, ids: Iterable[int]) -> dict[int, CompanyRef]:
         return {i: self._companies[i] for i in ids if i in self._companies}
 
-    def open_opportunities(self, contact_ids: Iterable[int]) -> list[OpportunityRef]:
-        wanted = set(contact_ids)
+    def deals_for(self, contact_ids: Iterable[int], company_ids: Iterable[int]) -> list[DealRef]:
+        contacts, companies = set(contact_ids), set(company_ids)
         return [
-            OpportunityRef(d.id, d.name, d.company_id, d.stage, d.contact_ids & wanted)
-            for d in self._deals
-            if d.contact_ids & wanted
+            d for d in self._deals if d.company_id in companies or any(cid in contacts for cid, _ in d.roles)
         ]
+
+    def thread_deals(self, thread_key: str | None) -> dict[int, int]:
+        return dict(self._threads.get(thread_key, {})) if thread_key else {}
+
+    def note_links(self, thread_key: str | None, deal_ids: Iterable[int]) -> None:
+        if thread_key:
+            counts = self._threads.setdefault(thread_key, {})
+            for deal_id in deal_ids:
+                counts[deal_id] = counts.get(deal_id, 0) + 1

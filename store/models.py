@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -118,6 +119,8 @@ class Opportunity(Base):
     amount: Mapped[Decimal | None] = mapped_column(Numeric(16, 2))
     close_date: Mapped[date | None] = mapped_column(Date)
     owner_email: Mapped[str | None] = mapped_column(String(320))
+    product: Mapped[str | None] = mapped_column(String(300))
+    keywords: Mapped[str | None] = mapped_column(Text)  # ;-separated words that identify the deal
     created_at: Mapped[datetime | None] = _ts()
 
     company: Mapped[Company | None] = relationship()
@@ -193,6 +196,8 @@ class Activity(Base):
     conference_url: Mapped[str | None] = mapped_column(Text)
     # Decisions the matchers refused to make (e.g. "3 open deals, none chosen"), for `explain`
     match_notes: Mapped[list[str] | None] = mapped_column(JSON)
+    # Every rule that fired when matching: participants, and each candidate deal's signals.
+    match_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
 
@@ -262,6 +267,9 @@ class ActivityLink(Base):
     rule: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text)
     manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    # linked: in force; suggested: waiting in the review queue; rejected: unlinked by hand,
+    # kept so that a recompute never links it again.
+    status: Mapped[str] = mapped_column(String(10), default="linked", server_default="linked")
     created_at: Mapped[datetime] = _ts()
 
     activity: Mapped[Activity] = relationship(back_populates="links")

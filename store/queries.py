@@ -62,7 +62,8 @@ def activity_view(session: Session, activity: Activity, names: dict[tuple[str, i
     links = activity.links
     by_type: dict[str, list[ActivityLink]] = defaultdict(list)
     for link in links:
-        by_type[link.target_type].append(link)
+        if link.status == "linked":
+            by_type[link.target_type].append(link)
     return {
         "key": activity.key,
         "message_id": activity.message_id or activity.ical_uid,
@@ -154,10 +155,12 @@ def explain(session: Session, message_id: str) -> dict[str, Any]:
                     "rule": link.rule,
                     "reason": link.reason,
                     "manual": link.manual,
+                    "status": link.status,
                 }
                 for link in activity.links
             ],
             "not_linked": list(activity.match_notes or []),
+            "rules": activity.match_details or {},
         }
     entries = session.execute(
         select(SkipLogEntry, MailAccount.name)

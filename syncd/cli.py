@@ -56,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("message_id", metavar="MESSAGE_ID")
     exp.add_argument("--json", action="store_true")
 
+    rev = sub.add_parser("review", help="deal links waiting for a decision (the review queue)")
+    rev.add_argument("--json", action="store_true")
+    rev.add_argument("--limit", type=int, default=None)
+    for name, what in (
+        ("link", "link a message to a deal by hand"),
+        ("unlink", "unlink a message from a deal"),
+    ):
+        cmd = sub.add_parser(name, help=f"{what}; the matcher never overrides it")
+        cmd.add_argument("message_id", metavar="MESSAGE_ID")
+        cmd.add_argument(
+            "deal", metavar="DEAL_NAME", help="the deal's name, or 'Company: Deal' when ambiguous"
+        )
+
     demo = sub.add_parser(
         "demo", help="sync the bundled demo data into a throwaway store and show the result"
     )
@@ -133,8 +146,25 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             print(render.sync_report(report))
             failed = failed or report.error is not None
         return EXIT_FAILED if failed else EXIT_OK
+    if args.command in ("link", "unlink"):
+        from store import link_edits
+        from store.db import transaction
+
+        try:
+            with transaction(factory) as session:
+                edit = link_edits.link if args.command == "link" else link_edits.unlink
+                print(edit(session, args.message_id, args.deal))
+        except link_edits.LinkError as exc:
+            print(f"syncd: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_OK
     with factory() as session:
-        if args.command == "status":
+        if args.command == "review":
+            from store.link_edits import review_queue
+
+            queue = review_queue(session, args.limit)
+            _print_json(queue) if args.json else print(render.review(queue))
+        elif args.command == "status":
             view = queries.status(session)
             _print_json(view) if args.json else print(render.status(view))
         elif args.command == "activities":

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matchers.linking import Thresholds
 from syncd.providers import PROVIDERS, source_class
 
 DEFAULT_STORE_URL = "sqlite:///syncd.db"
@@ -50,6 +51,7 @@ class Config:
     org_name: str
     org_domains: tuple[str, ...]
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
     accounts: tuple[AccountConfig, ...] = ()
 
     def account(self, name: str) -> AccountConfig:

@@ -20,10 +20,11 @@ from connectors.base import AuthError, Batch, RawItem, Source
 from connectors.ics_parse import CalendarError, parse_calendar_with_errors
 from connectors.message import Meeting, ParsedMessage, Participant
 from connectors.mime_parse import ParseError, parse_message
+from matchers.deals import MessageFacts
 from matchers.exclusions import Skip, meeting_exclusion, message_exclusion
 from matchers.identity import OrgIdentity
 from matchers.insights import Extractor, NoExtractor
-from matchers.linking import CrmLookup, match
+from matchers.linking import CrmLookup, MatchResult, match
 from store import activity_writer as writer
 from store.batch_state import BatchState
 from store.crm_lookup import BatchCrmLookup, SqlCrmLookup
@@ -77,6 +78,7 @@ class _Context:
     crm: CrmLookup
     org: OrgIdentity
     report: FolderReport
+    owner: str  # the mailbox owner
 
     @property
     def folder(self) -> str:
@@ -122,7 +124,7 @@ class Pipeline:
         source = source or account.make_source()
         try:
             for folder in source.folders():
-                report.folders.append(self._sync_folder(source, account_id, folder))
+                report.folders.append(self._sync_folder(source, account_id, account.owner, folder))
         except AuthError as exc:  # retrying cannot help: a person must sign in again
             log.error("account %s: the provider refused our credentials: %s", account.name, exc)
             report.error, report.state = str(exc), "needs_reauth"
@@ -139,7 +141,7 @@ class Pipeline:
                 acc.last_sync_at = now()
         return report
 
-    def _sync_folder(self, source: Source, account_id: int, folder: str) -> FolderReport:
+    def _sync_folder(self, source: Source, account_id: int, owner: str, folder: str) -> FolderReport:
         report = FolderReport(folder)
         with self.factory() as session:
             cursor = load_cursor(session, account_id, folder)
@@ -148,7 +150,7 @@ class Pipeline:
         for batch in source.changes(folder, cursor, known):
             parsed = [_parse(item) for item in batch.items]
             with transaction(self.factory) as session:
-                self._apply(session, account_id, folder, report, batch, parsed)
+                self._apply(session, account_id, owner, folder, report, batch, parsed)
                 if batch.cursor is not None:
                     save_cursor(session, account_id, folder, batch.cursor)
             if batch.progress:
@@ -159,6 +161,7 @@ class Pipeline:
         self,
         session: Session,
         account_id: int,
+        owner: str,
         folder: str,
         report: FolderReport,
         batch: Batch,
@@ -173,7 +176,7 @@ class Pipeline:
         """
         before = copy.deepcopy(report)
         state = BatchState(session, account_id, folder)
-        keys, emails = _keys_and_addresses(parsed)
+        keys, emails, thread_keys = _keys_and_addresses(parsed)
         provider_ids = [i.provider_id for i in batch.items] + [pid for pid, _ in batch.relocated]
         provider_ids += [
             f"{i.provider_id}#{k}" for i, p in zip(batch.items, parsed, strict=True) for k in _meeting_keys(p)
@@ -181,9 +184,8 @@ class Pipeline:
         try:
             with session.begin_nested():
                 state.prefetch(keys, provider_ids)
-                ctx = _Context(
-                    session, state, BatchCrmLookup(SqlCrmLookup(session), emails), self.org, report
-                )
+                crm = BatchCrmLookup(SqlCrmLookup(session), emails, thread_keys)
+                ctx = _Context(session, state, crm, self.org, report, owner)
                 for item, result in zip(batch.items, parsed, strict=True):
                     self._ingest(ctx, item, result)
                 writer.flush_pending(state)
@@ -191,9 +193,8 @@ class Pipeline:
         except SQLAlchemyError as exc:
             log.warning("%s: batch refused by the database (%s); replaying it item by item", folder, exc)
             _restore(report, before)
-            ctx = _Context(
-                session, BatchState(session, account_id, folder), SqlCrmLookup(session), self.org, report
-            )
+            state = BatchState(session, account_id, folder)
+            ctx = _Context(session, state, SqlCrmLookup(session), self.org, report, owner)
             for item, result in zip(batch.items, parsed, strict=True):
                 before = copy.deepcopy(report)
                 try:
@@ -257,7 +258,15 @@ class Pipeline:
             return
         activity = ctx.state.activity(msg.key)
         if activity is None:
-            result = match(msg.participants, ctx.crm, ctx.org)
+            facts = MessageFacts(
+                subject=msg.subject,
+                text=msg.text,
+                date=msg.date,
+                thread_key=msg.thread_key,
+                mailbox_owner=ctx.owner,
+                internal_people=frozenset(p.email for p in msg.participants if ctx.org.is_internal(p.email)),
+            )
+            result = match(msg.participants, ctx.crm, ctx.org, facts, self.config.thresholds)
             if not result.known and self.config.policy.unknown_participants == "skip":
                 detail = "; ".join(result.notes) or "no external participant is a CRM contact or company"
                 self._skip(ctx, item.provider_id, Skip("no_known_participant", detail), **about)
@@ -271,6 +280,7 @@ class Pipeline:
                 self.extractor.extract(msg, from_customer),
             )
             ctx.report.logged += 1
+            _note_thread(ctx.crm, msg.thread_key, result)
             writer.add_source(ctx.state, activity, item.provider_id, item.thread_id, item.labels)
         elif writer.add_source(ctx.state, activity, item.provider_id, item.thread_id, item.labels):
             ctx.report.merged += 1
@@ -286,7 +296,15 @@ class Pipeline:
                 "sender": meeting.organizer.email if meeting.organizer else None,
             }
             skip = meeting_exclusion(meeting, ctx.org, self.config.policy.log_internal)
-            result = match(people, ctx.crm, ctx.org)
+            facts = MessageFacts(
+                subject=meeting.summary,
+                text=meeting.description,
+                date=meeting.start,
+                thread_key=f"uid:{meeting.uid}",
+                mailbox_owner=ctx.owner,
+                internal_people=frozenset(p.email for p in people if ctx.org.is_internal(p.email)),
+            )
+            result = match(people, ctx.crm, ctx.org, facts, self.config.thresholds)
             if skip is None and not result.known and self.config.policy.unknown_participants == "skip":
                 skip = Skip("no_known_participant", "; ".join(result.notes))
             existing = ctx.state.activity(meeting.key)
@@ -302,6 +320,8 @@ class Pipeline:
             if existing is None:
                 activity.links.extend(writer.new_links(result))
                 activity.match_notes = list(result.notes) or None
+                activity.match_details = result.details()
+                _note_thread(ctx.crm, f"uid:{meeting.uid}", result)
             elif changed:
                 writer.replace_links(ctx.session, activity, result)
             writer.add_source(ctx.state, activity, provider_id)
@@ -336,21 +356,31 @@ def _meeting_keys(parsed: Parsed) -> list[str]:
     return []
 
 
-def _keys_and_addresses(parsed: list[Parsed]) -> tuple[list[str], set[str]]:
+def _keys_and_addresses(parsed: list[Parsed]) -> tuple[list[str], set[str], set[str]]:
     keys: list[str] = []
     emails: set[str] = set()
+    threads: set[str] = set()
     for p in parsed:
         if isinstance(p, ParsedMessage):
             keys.append(p.key)
+            threads.add(p.thread_key)
             emails.update(x.email for x in p.participants)
         meetings = p.meetings if isinstance(p, ParsedMessage) else p[0] if isinstance(p, tuple) else []
         for m in meetings:
             keys.append(m.key)
+            threads.add(f"uid:{m.uid}")
             emails.update(x.email for x in writer.meeting_people(m))
-    return keys, emails
+    return keys, emails, threads
 
 
 def _restore(report: FolderReport, before: FolderReport) -> None:
     for name in ("logged", "merged", "updated", "quarantined", "deleted"):
         setattr(report, name, getattr(before, name))
     report.skipped = before.skipped
+
+
+def _note_thread(crm: CrmLookup, thread_key: str | None, result: MatchResult) -> None:
+    if isinstance(crm, BatchCrmLookup):
+        crm.note_links(
+            thread_key, [link.target_id for link in result.links if link.target_type == "opportunity"]
+        )

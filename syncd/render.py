@@ -56,9 +56,22 @@ def explanation(view: dict[str, Any]) -> str:
         for src in view["sources"]:
             gone = " (deleted)" if "deleted_at" in src else ""
             lines.append(f"  seen in {src['account']}/{src['folder']} as {src['provider_id']}{gone}")
+        verbs = {
+            "linked": "linked to",
+            "suggested": "suggested (review queue):",
+            "rejected": "unlinked by hand:",
+        }
         for link in view["links"]:
             how = "by hand" if link["manual"] else f"rule {link['rule']}, confidence {link['confidence']:.2f}"
-            lines.append(f"  linked to {link['type']} {link['target']} ({how}): {link['reason']}")
+            lines.append(
+                f"  {verbs[link['status']]} {link['type']} {link['target']} ({how}): {link['reason']}"
+            )
+        for cand in view.get("rules", {}).get("deal_candidates", []):
+            signals = "; ".join(f"{s['rule']} {s['weight']:+.2f}" for s in cand["signals"])
+            lines.append(
+                f"  candidate {cand['deal']}: score {cand['score']:.2f}, "
+                f"confidence {cand['confidence']:.2f} ({signals})"
+            )
         for note in view["not_linked"]:
             lines.append(f"  {note}")
     elif status in ("skipped", "quarantined"):
@@ -87,4 +100,19 @@ def status(view: dict[str, Any]) -> str:
             lines.append("  skipped: " + ", ".join(f"{r}: {n}" for r, n in acc["skipped"].items()))
         if acc["last_error"]:
             lines.append(f"  last error: {acc['last_error']}")
+    return "\n".join(lines)
+
+
+def review(queue: list[dict[str, Any]]) -> str:
+    if not queue:
+        return "the review queue is empty"
+    lines = []
+    for item in queue:
+        when = (item["occurred_at"] or "no date")[:10]
+        lines.append(f"{when}  {item['subject'] or '(no subject)'}  <{item['message_id']}>")
+        if item["linked"]:
+            lines.append(f"    linked: {', '.join(item['linked'])}")
+        for s in item["suggestions"]:
+            lines.append(f"    suggested: {s['deal']} (confidence {s['confidence']:.2f})")
+    lines.append("decide with: syncd link MESSAGE_ID DEAL_NAME, or syncd unlink MESSAGE_ID DEAL_NAME")
     return "\n".join(lines)

@@ -85,9 +85,10 @@ def test_the_whole_cli_flow(capsys: pytest.CaptureFixture[str], demo_config: Pat
         assert item["occurred_at"].endswith("Z")
     by_subject = {i["subject"]: i for i in items}
     kwame = by_subject["Vendor security review - risk data platform"]
-    assert kwame["opportunities"] == [
-        {"name": "Halvard Capital - Risk Data Platform", "confidence": 0.9, "rule": "single_open_deal"}
-    ]
+    # Kwame is on one of Halvard's two open deals, and the subject names it.
+    (deal,) = kwame["opportunities"]
+    assert deal["name"] == "Halvard Capital - Risk Data Platform" and deal["confidence"] >= 0.9
+    assert deal["rule"].split("+")[:3] == ["contact_on_deal", "contact_role", "open_deal"]
     assert kwame["companies"] == ["Halvard Capital Systems"]
     # four from the calendar, one from the invitation email in the mailbox
     meetings = [i for i in items if i["kind"] == "meeting"]
@@ -96,8 +97,37 @@ def test_the_whole_cli_flow(capsys: pytest.CaptureFixture[str], demo_config: Pat
     code, out, _ = _run(capsys, "--config", cfg, "explain", kwame["message_id"], "--json")
     view = json.loads(out)
     assert code == 0 and view["status"] == "logged"
-    assert {link["rule"] for link in view["links"]} == {"email_exact", "contact_company", "single_open_deal"}
+    assert [link["rule"] for link in view["links"]][:2] == ["email_exact", "contact_company"]
     assert all(link["reason"] for link in view["links"])
+    candidates = {c["deal"]: c for c in view["rules"]["deal_candidates"]}
+    assert set(candidates) == {
+        "Halvard Capital - Risk Data Platform",
+        "Halvard Capital - Regulatory Reporting Pipelines",
+    }
+    assert "keyword_subject" in {
+        s["rule"] for s in candidates["Halvard Capital - Risk Data Platform"]["signals"]
+    }
+
+    # Ingrid is on both open Halvard deals: the subject points at one, the other waits for review.
+    ingrid = "AM9PR07MB7345D2E1F0A94C6B8E7D5A3C2B1F0@AM9PR07MB7345.eurprd07.prod.outlook.com"
+    code, out, _ = _run(capsys, "--config", cfg, "review", "--json")
+    queue = {item["message_id"]: item for item in json.loads(out)}
+    assert [s["deal"] for s in queue[ingrid]["suggestions"]] == ["Halvard Capital - Risk Data Platform"]
+    code, out, _ = _run(capsys, "--config", cfg, "link", ingrid, "halvard capital - risk data platform")
+    assert code == 0 and "linked to 'Halvard Capital - Risk Data Platform'" in out
+    code, out, _ = _run(
+        capsys, "--config", cfg, "unlink", ingrid, "Halvard Capital - Regulatory Reporting Pipelines"
+    )
+    assert code == 0 and "unlinked" in out
+    code, out, _ = _run(capsys, "--config", cfg, "review", "--json")
+    assert ingrid not in {item["message_id"] for item in json.loads(out)}
+    code, out, _ = _run(capsys, "--config", cfg, "activities", "--json")
+    (after,) = [i for i in json.loads(out) if i["message_id"] == ingrid]
+    assert after["opportunities"] == [
+        {"name": "Halvard Capital - Risk Data Platform", "confidence": 1.0, "rule": "manual"}
+    ]
+    code, _, err = _run(capsys, "--config", cfg, "link", ingrid, "No Such Deal")
+    assert code == 1 and "no deal named 'No Such Deal'" in err
 
     newsletter = "20260127130005.1a2b3c4d5e6f@news.tidewelldata.com"
     code, out, _ = _run(capsys, "--config", cfg, "explain", f"<{newsletter}>")
@@ -138,8 +168,8 @@ def test_demo_command_as_a_user_runs_it(tmp_path: Path) -> None:
     out = result.stdout
     assert "maya-mail: 12 logged" in out
     assert "bulk_mail" in out and "internal_only" in out and "no_known_participant" in out
-    assert "deal: Northgate Freight - Pipeline Observability (confidence 0.90, rule single_open_deal)" in out
-    assert "2 open deals" in out
+    assert "deal: Northgate Freight - Pipeline Observability (confidence 1.00, rule contact_on_deal+" in out
+    assert "in the review queue" in out
     assert (tmp_path / "demo.db").exists()
 
     again = subprocess.run(
