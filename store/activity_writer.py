@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from connectors.message import Meeting, ParsedMessage, Participant
+from matchers.identity import domain_of
 from matchers.insights import InsightDraft
 from matchers.linking import MatchResult
 from store.batch_state import BatchState, PendingEmail
@@ -21,6 +23,7 @@ from store.models import (
     ActivityLink,
     ActivityParticipant,
     ActivitySource,
+    HeldAddress,
     Insight,
     SkipLogEntry,
 )
@@ -29,7 +32,10 @@ from store.sync_state import now
 
 def _set_participants(activity: Activity, people: Iterable[Participant]) -> None:
     activity.participants[:] = [
-        ActivityParticipant(email=p.email, display_name=p.name, role=p.role, rsvp=p.rsvp) for p in people
+        ActivityParticipant(
+            email=p.email, domain=domain_of(p.email), display_name=p.name, role=p.role, rsvp=p.rsvp
+        )
+        for p in people
     ]
 
 
@@ -83,7 +89,13 @@ def insert_email(
             "updated_at": stamp,
         },
         participants=[
-            {"email": p.email, "display_name": p.name, "role": p.role, "rsvp": p.rsvp}
+            {
+                "email": p.email,
+                "domain": domain_of(p.email),
+                "display_name": p.name,
+                "role": p.role,
+                "rsvp": p.rsvp,
+            }
             for p in msg.participants
         ],
         links=[
@@ -170,7 +182,11 @@ def upsert_meeting(state: BatchState, meeting: Meeting, direction: str) -> tuple
             else:
                 activity.participants.append(
                     ActivityParticipant(
-                        email=person.email, display_name=person.name, role="attendee", rsvp=person.rsvp
+                        email=person.email,
+                        domain=domain_of(person.email),
+                        display_name=person.name,
+                        role="attendee",
+                        rsvp=person.rsvp,
                     )
                 )
         activity.updated_at = stamp
@@ -256,7 +272,10 @@ def record_skip(
     subject: str | None = None,
     sender: str | None = None,
     quarantined: bool = False,
+    held: dict[str, Any] | None = None,
+    held_addresses: Iterable[str] = (),
 ) -> None:
+    """Record a skip; ``held`` keeps what is needed to log the message later (see rematch)."""
     entry = state.skip(provider_id)
     if entry is None:
         entry = SkipLogEntry(account_id=state.account_id, folder=state.folder, provider_id=provider_id)
@@ -267,6 +286,8 @@ def record_skip(
     entry.subject = subject[:1000] if subject else subject
     entry.sender = sender
     entry.created_at = now()
+    entry.held = held
+    entry.addresses = [HeldAddress(email=e, domain=domain_of(e)) for e in sorted(set(held_addresses))]
 
 
 def mark_deleted(session: Session, account_id: int, folder: str, provider_ids: Sequence[str]) -> int:

@@ -243,6 +243,8 @@ class ActivityParticipant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     activity_id: Mapped[int] = mapped_column(ForeignKey("activities.id", ondelete="CASCADE"), index=True)
     email: Mapped[str] = mapped_column(String(320))
+    # The address's domain, so that a company gaining a domain finds its past mail by index.
+    domain: Mapped[str | None] = mapped_column(String(255), index=True)
     display_name: Mapped[str | None] = mapped_column(String(300))
     role: Mapped[str] = mapped_column(String(20))
     rsvp: Mapped[str | None] = mapped_column(String(20))
@@ -306,4 +308,20 @@ class SkipLogEntry(Base):
     reason: Mapped[str] = mapped_column(String(60), index=True)  # e.g. bulk_mail, quarantined
     detail: Mapped[str | None] = mapped_column(Text)
     quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
+    # For mail skipped because nobody in it is known yet: what is needed to log it later,
+    # when a matching contact or company appears (see syncd/rematch.py).
+    held: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = _ts()
+
+    addresses: Mapped[list[HeldAddress]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class HeldAddress(Base):
+    """The external addresses of a held message, to find it when one becomes known."""
+
+    __tablename__ = "held_addresses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    skip_id: Mapped[int] = mapped_column(ForeignKey("skip_log.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    domain: Mapped[str] = mapped_column(String(255), index=True)

@@ -126,14 +126,19 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         return EXIT_OK
     if args.command == "crm":
         from syncd.crm_import import CrmImportError, import_csv
+        from syncd.pipeline import Pipeline
+        from syncd.rematch import rematch
 
+        pipeline = Pipeline(config, factory)
         for path in args.files:
             try:
                 report = import_csv(factory, path)
             except CrmImportError as exc:
                 print(f"syncd: {exc}", file=sys.stderr)
                 return EXIT_FAILED
-            print(f"{path}: {report}")
+            print(report)
+            if report.changes:
+                print(f"  {rematch(pipeline, report.changes)}")
         return EXIT_OK
     if args.command == "sync":
         from syncd.pipeline import Pipeline

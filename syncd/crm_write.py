@@ -17,6 +17,7 @@ from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
 from store.models import Company, CompanyDomain, Contact, ContactEmail, Opportunity, OpportunityContact
+from syncd.crm_changes import CrmChanges
 from syncd.crm_columns import Kind
 from syncd.crm_csv import CompanyRow, ContactRow, CrmImportError, OpportunityRow, name_key
 
@@ -35,6 +36,7 @@ class ImportReport:
     created: Counter[str] = field(default_factory=Counter)
     updated: Counter[str] = field(default_factory=Counter)
     unchanged: Counter[str] = field(default_factory=Counter)
+    changes: CrmChanges = field(default_factory=CrmChanges)  # what matching must look at again
 
     def __str__(self) -> str:
         counts = "; ".join(
@@ -135,8 +137,11 @@ def write_companies(
             changed = _assign(company, "name", row.name) | _assign(company, "name_key", name_key(row.name))
             if "industry" in present:
                 changed |= _assign(company, "industry", row.industry)
+            before = {d.domain for d in company.domains} if record_id else set()
             if "domains" in present:
                 changed |= _sync_domains(session, company, row.domains, owners, tally.robbed)
+            if changed or record_id is None:
+                report.changes.domains |= before ^ {d.domain for d in company.domains}
             tally.add(record_id, changed)
         session.flush()
         session.expunge_all()
@@ -194,7 +199,11 @@ def write_contacts(
                 changed |= _assign(contact, "company_id", company_ids[name_key(row.company)])
             elif record_id is None or "company" in present:
                 changed |= _assign(contact, "company_id", _company_of(row.email, by_domain))
+            before = {ce.email for ce in contact.emails}
             changed |= _sync_emails(session, contact, row, "other_emails" in present, owners, tally.robbed)
+            if changed or record_id is None:
+                # A contact's company or name changing changes its mail's links too.
+                report.changes.emails |= before | {ce.email for ce in contact.emails}
             tally.add(record_id, changed)
         session.flush()
         session.expunge_all()
@@ -281,6 +290,7 @@ def write_opportunities(
         raise CrmImportError(report.path, problem, line=ref.line, column=ref.column)
     company_ids = _ensure_companies(session, [r.company for r in rows if r.company], report)
     attrs = [attr for attr, columns in _OPPORTUNITY_ATTRS.items() if columns & present]
+    touched: list[Opportunity] = []
     for batch in _chunks(rows):
         keys = (name_key(r.name) for r in batch)
         found = _rows(session, select(Opportunity), Opportunity.name_key, keys)
@@ -301,7 +311,11 @@ def write_opportunities(
                     roles[contact_of[ref.email]] = roles.get(contact_of[ref.email]) or ref.role
                 changed |= _sync_roles(opp, roles)
             report.count("opportunities", created, changed)
+            if created or changed:
+                touched.append(opp)
         session.flush()
+        report.changes.deal_ids.update(opp.id for opp in touched)
+        touched.clear()
         session.expunge_all()
 
 

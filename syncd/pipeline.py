@@ -29,6 +29,7 @@ from store import activity_writer as writer
 from store.batch_state import BatchState
 from store.crm_lookup import BatchCrmLookup, SqlCrmLookup
 from store.db import transaction
+from store.held import hold_email
 from store.sync_state import (
     ensure_account,
     known_message_ids,
@@ -246,6 +247,25 @@ class Pipeline:
                 log.warning("%s/%s: %s", ctx.folder, item.provider_id, problem)
             self._meetings(ctx, item, tuple(meetings))
 
+    def log_held(
+        self,
+        session: Session,
+        account_id: int,
+        owner: str,
+        folder: str,
+        held: list[tuple[str, ParsedMessage]],
+    ) -> int:
+        """Try again to log held messages (provider id, message) of one folder; how many were logged."""
+        state = BatchState(session, account_id, folder)
+        emails = {p.email for _, msg in held for p in msg.participants}
+        crm = BatchCrmLookup(SqlCrmLookup(session), emails, {msg.thread_key for _, msg in held})
+        ctx = _Context(session, state, crm, self.org, FolderReport(folder), owner)
+        state.prefetch([msg.key for _, msg in held], [pid for pid, _ in held])
+        for provider_id, msg in held:
+            self._ingest_email(ctx, RawItem(provider_id, "rfc822", b""), msg)
+        writer.flush_pending(state)
+        return ctx.report.logged + ctx.report.merged
+
     def _ingest_email(self, ctx: _Context, item: RawItem, msg: ParsedMessage) -> None:
         about = {
             "message_id": msg.message_id,
@@ -269,7 +289,16 @@ class Pipeline:
             result = match(msg.participants, ctx.crm, ctx.org, facts, self.config.thresholds)
             if not result.known and self.config.policy.unknown_participants == "skip":
                 detail = "; ".join(result.notes) or "no external participant is a CRM contact or company"
-                self._skip(ctx, item.provider_id, Skip("no_known_participant", detail), **about)
+                ctx.report.skipped["no_known_participant"] += 1
+                writer.record_skip(
+                    ctx.state,
+                    item.provider_id,
+                    "no_known_participant",
+                    detail,
+                    **about,
+                    held=hold_email(msg),  # logged later if one of them becomes known
+                    held_addresses=[p.email for p in msg.participants if not ctx.org.is_internal(p.email)],
+                )
                 return
             from_customer = msg.sender is not None and not ctx.org.is_internal(msg.sender.email)
             activity = writer.insert_email(
