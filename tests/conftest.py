@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 from store.db import make_engine
 from store.migrate import upgrade
 
+pytest_plugins = ["tests.imap_fixtures"]
+
 PG_SERVER_URL = os.environ.get("SYNCD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
