@@ -15,8 +15,9 @@ queue instead of guessing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 
 # Signal weights. A contact on an open deal alone (0.45 + 0.20) clears the default link
 # threshold of 0.5; a company-only match on an open deal (0.25 + 0.20) does not, unless
@@ -30,7 +31,7 @@ CLOSED = -0.40
 THREAD = 0.50
 KEYWORD_SUBJECT = 0.25
 KEYWORD_BODY = 0.15
-OWNER = 0.10
+OWNER = 0.05
 BEFORE_CREATED = -0.20
 MOST_RECENT = 0.05
 SHARPNESS = 4
@@ -78,7 +79,7 @@ class DealRef:
     last_activity_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class MessageFacts:
     """What deal scoring reads of a message, beyond its participants."""
 
@@ -88,12 +89,16 @@ class MessageFacts:
     thread_key: str | None = None
     mailbox_owner: str | None = None
     internal_people: frozenset[str] = frozenset()
-    subject_words: frozenset[str] = field(init=False)
-    body_words: frozenset[str] = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "subject_words", frozenset(words(self.subject)))
-        object.__setattr__(self, "body_words", frozenset(words(self.text[:20_000])))
+    # Tokenizing a body costs more than the rest of matching: do it only for messages that
+    # have a candidate deal with keywords, once.
+    @cached_property
+    def subject_words(self) -> frozenset[str]:
+        return frozenset(words(self.subject))
+
+    @cached_property
+    def body_words(self) -> frozenset[str]:
+        return frozenset(words(self.text[:20_000]))
 
 
 @dataclass(frozen=True)
@@ -175,8 +180,10 @@ def score_deal(
             Signal("before_deal", BEFORE_CREATED, f"sent before the deal was created ({created.date()})")
         )
 
-    in_subject = sorted(w for w in deal.keywords if w in facts.subject_words)
-    in_body = sorted(w for w in deal.keywords if w in facts.body_words and w not in in_subject)
+    in_subject = sorted(w for w in deal.keywords if w in facts.subject_words) if deal.keywords else []
+    in_body = (
+        [] if in_subject or not deal.keywords else sorted(w for w in deal.keywords if w in facts.body_words)
+    )
     if in_subject:
         signals.append(
             Signal("keyword_subject", KEYWORD_SUBJECT, f"subject mentions {', '.join(in_subject)}")

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from connectors.message import Participant
 from matchers.deals import DealRef, DealScore, MessageFacts, score_deals
+from matchers.domains import is_free_mail
 from matchers.identity import OrgIdentity, domain_of
 
 
@@ -62,6 +63,7 @@ class MatchResult:
     suggestions: list[Link] = field(default_factory=list)  # deals for the review queue
     notes: list[str] = field(default_factory=list)  # links refused, and why
     candidates: list[DealScore] = field(default_factory=list)
+    people: dict[str, str] = field(default_factory=dict)  # address -> how it was identified
 
     @property
     def known(self) -> bool:
@@ -70,6 +72,7 @@ class MatchResult:
 
     def details(self) -> dict[str, object]:
         return {
+            "participants": [{"email": e, "identified_as": how} for e, how in sorted(self.people.items())],
             "links": [
                 {
                     "type": link.target_type,
@@ -92,8 +95,10 @@ def match(
     facts: MessageFacts | None = None,
     thresholds: Thresholds = Thresholds(),
 ) -> MatchResult:
-    external = sorted({p.email for p in participants if not org.is_internal(p.email)})
+    people = list(participants)
+    external = sorted({p.email for p in people if not org.is_internal(p.email)})
     result = MatchResult()
+    result.people = {p.email: "internal: our organization" for p in people if org.is_internal(p.email)}
     if not external:
         result.notes.append("no external participant: not linked to any contact, company or deal")
         return result
@@ -104,6 +109,7 @@ def match(
         contact = contacts.get(email)
         if contact is None:
             continue
+        result.people[email] = f"contact {contact.name}"
         result.links.append(
             Link(
                 "contact", contact.id, contact.name, 1.0, "email_exact", f"{email} is contact {contact.name}"
@@ -116,12 +122,20 @@ def match(
             companies[company.id] = (company, "contact_company", f"{contact.name} works at {company.name}")
 
     unmatched = [e for e in external if e not in contacts]
-    domains = crm.companies_by_domain({domain_of(e) for e in unmatched})
+    # A free-mail domain never identifies a company, whatever the CRM says.
+    domains = crm.companies_by_domain({domain_of(e) for e in unmatched if not is_free_mail(domain_of(e))})
     for email in unmatched:
+        if is_free_mail(domain_of(email)):
+            result.people[email] = "unknown: a free-mail address that is no contact's"
+            result.notes.append(f"{email} is not a CRM contact, and a free-mail domain identifies no company")
+            continue
         company = domains.get(domain_of(email))
         if company is None:
+            result.people[email] = "unknown: not a contact, and its domain belongs to no company"
             result.notes.append(f"{email} is not a CRM contact and its domain belongs to no CRM company")
-        elif company.id not in companies:
+            continue
+        result.people[email] = f"not a contact; its domain belongs to {company.name}"
+        if company.id not in companies:
             companies[company.id] = (
                 company,
                 "email_domain",

@@ -14,15 +14,18 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from connectors.message import Meeting, ParsedMessage, Participant
-from matchers.identity import domain_of
+from matchers.contact_policy import NewContact
+from matchers.identity import canonical_email, domain_of
 from matchers.insights import InsightDraft
-from matchers.linking import MatchResult
+from matchers.linking import ContactRef, MatchResult
 from store.batch_state import BatchState, PendingEmail
 from store.models import (
     Activity,
     ActivityLink,
     ActivityParticipant,
     ActivitySource,
+    Contact,
+    ContactEmail,
     HeldAddress,
     Insight,
     SkipLogEntry,
@@ -338,3 +341,15 @@ def relocate(state: BatchState, provider_id: str, message_id: str) -> str | None
         quarantined=entry.quarantined,
     )
     return "skipped"
+
+
+def create_contact(session: Session, person: NewContact, company_id: int | None) -> ContactRef:
+    """A contact created by the contact policy; flushed so that the rest of the batch sees it."""
+    contact = Contact(first_name=person.first_name, last_name=person.last_name, company_id=company_id)
+    contact.emails.append(
+        ContactEmail(email=person.email, canonical=canonical_email(person.email), is_primary=True)
+    )
+    session.add(contact)
+    session.flush()
+    name = " ".join(p for p in (person.first_name, person.last_name) if p) or person.email
+    return ContactRef(contact.id, name, person.email, company_id)

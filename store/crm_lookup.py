@@ -8,6 +8,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from matchers.deals import DealRef, deal_keywords
+from matchers.identity import canonical_email
 from matchers.linking import CompanyRef, ContactRef
 from store.models import (
     Activity,
@@ -26,37 +27,50 @@ class SqlCrmLookup:
         self.session = session
 
     def contacts_by_email(self, emails: Iterable[str]) -> dict[str, ContactRef]:
-        emails = list(emails)
-        if not emails:
+        """Contacts by address, compared as the mailbox they reach (j.smith+x@gmail.com is
+        jsmith@gmail.com); an exact address wins over a canonical twin."""
+        by_canonical: dict[str, list[str]] = {}
+        for email in emails:
+            by_canonical.setdefault(canonical_email(email), []).append(email)
+        if not by_canonical:
             return {}
         rows = self.session.execute(
-            select(ContactEmail.email, Contact.id, Contact.first_name, Contact.last_name, Contact.company_id)
+            select(
+                ContactEmail.email,
+                ContactEmail.canonical,
+                Contact.id,
+                Contact.first_name,
+                Contact.last_name,
+                Contact.company_id,
+            )
             .join(Contact, Contact.id == ContactEmail.contact_id)
-            .where(ContactEmail.email.in_(emails))
+            .where(ContactEmail.canonical.in_(list(by_canonical)))
         )
         out: dict[str, ContactRef] = {}
-        for email, cid, first, last, company_id in rows:
-            name = " ".join(p for p in (first, last) if p) or email
-            out[email] = ContactRef(cid, name, email, company_id)
+        exact: set[str] = set()
+        for stored, canonical, cid, first, last, company_id in rows:
+            name = " ".join(p for p in (first, last) if p) or stored
+            for email in by_canonical.get(canonical, ()):
+                if email == stored or email not in exact:
+                    out[email] = ContactRef(cid, name, email, company_id)
+                    if email == stored:
+                        exact.add(email)
         return out
 
     def companies_by_domain(self, domains: Iterable[str]) -> dict[str, CompanyRef]:
         # A subdomain (mail.acme.com) belongs to the company owning acme.com: ask for every suffix.
-        wanted: dict[str, str] = {}
-        for domain in domains:
-            parts = domain.split(".")
-            for i in range(len(parts) - 1):
-                wanted.setdefault(".".join(parts[i:]), domain)
+        domains = set(domains)
+        wanted = {".".join(d.split(".")[i:]) for d in domains for i in range(d.count("."))}
         if not wanted:
             return {}
         rows = self.session.execute(
             select(CompanyDomain.domain, Company.id, Company.name)
             .join(Company, Company.id == CompanyDomain.company_id)
-            .where(CompanyDomain.domain.in_(list(wanted)))
+            .where(CompanyDomain.domain.in_(sorted(wanted)))
         )
         found = {d: CompanyRef(cid, name) for d, cid, name in rows}
         out: dict[str, CompanyRef] = {}
-        for domain in {v for v in wanted.values()}:
+        for domain in domains:
             parts = domain.split(".")
             for i in range(len(parts) - 1):  # the longest owned suffix wins
                 ref = found.get(".".join(parts[i:]))
@@ -189,6 +203,10 @@ class BatchCrmLookup:
 
     def thread_deals(self, thread_key: str | None) -> dict[int, int]:
         return dict(self._threads.get(thread_key, {})) if thread_key else {}
+
+    def add_contact(self, contact: ContactRef) -> None:
+        """A contact created while the batch is applied (the contact policy)."""
+        self._contacts[contact.email] = contact
 
     def note_links(self, thread_key: str | None, deal_ids: Iterable[int]) -> None:
         if thread_key:

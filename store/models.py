@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from matchers.identity import canonical_email
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -93,12 +95,18 @@ class Contact(Base):
         return name or (self.emails[0].email if self.emails else f"contact {self.id}")
 
 
+def _canonical_default(context: Any) -> str:
+    return canonical_email(context.get_current_parameters()["email"])
+
+
 class ContactEmail(Base):
     __tablename__ = "contact_emails"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)  # lower-cased
+    # The mailbox the address reaches (Gmail ignores dots and +tags...): what matching compares.
+    canonical: Mapped[str | None] = mapped_column(String(320), index=True, default=_canonical_default)
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
 
     contact: Mapped[Contact] = relationship(back_populates="emails")

@@ -146,10 +146,13 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         pipeline = Pipeline(config, factory)
         accounts = [config.account(n) for n in args.account] if args.account else list(config.accounts)
         failed = False
-        for account in accounts:
-            report = pipeline.sync_account(account)
-            print(render.sync_report(report))
-            failed = failed or report.error is not None
+        try:
+            for account in accounts:
+                report = pipeline.sync_account(account)
+                print(render.sync_report(report))
+                failed = failed or report.error is not None
+        finally:
+            pipeline.close()
         return EXIT_FAILED if failed else EXIT_OK
     if args.command in ("link", "unlink"):
         from store import link_edits

@@ -11,10 +11,14 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matchers.contact_policy import POLICIES
+from matchers.domains import org_domain_problem
+from matchers.exclusions import Blocklist, BlocklistError, PrivacySettings
 from matchers.linking import Thresholds
 from syncd.providers import PROVIDERS, source_class
 
@@ -33,6 +37,8 @@ class AccountConfig:
     owner: str
     aliases: tuple[str, ...]
     options: dict[str, Any]  # the provider's own keys, already type-checked
+    blocklist: Blocklist = field(default_factory=Blocklist)  # merged with the organization's
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)  # merged with [policy]
 
     def make_source(self) -> Any:
         return source_class(self.provider)(**self.options)
@@ -42,6 +48,8 @@ class AccountConfig:
 class PolicyConfig:
     log_internal: bool = False  # mail with no external participant
     unknown_participants: str = "skip"  # skip | log
+    create_contacts: str = "none"  # none | sent | sent_and_received
+    create_contacts_free_mail: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,11 @@ class Config:
     org_name: str
     org_domains: tuple[str, ...]
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    blocklist: Blocklist = field(default_factory=Blocklist)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    plus_addressing_domains: tuple[str, ...] | None = None  # None: all of org_domains
     thresholds: Thresholds = field(default_factory=Thresholds)
+    parse_workers: int | None = None  # None: one per core beyond the first (syncd.parse_pool)
     accounts: tuple[AccountConfig, ...] = ()
 
     def account(self, name: str) -> AccountConfig:
@@ -185,8 +197,88 @@ def _provider_options(reader: _Reader, index: int, provider: str, raw: dict[str,
     return options
 
 
-ACCOUNT_KEYS = {"name", "provider", "owner", "aliases"}
-TOP_KEYS = {"store", "organization", "policy", "accounts"}
+ACCOUNT_KEYS = {
+    "name",
+    "provider",
+    "owner",
+    "aliases",
+    "blocklist",
+    "private_folders",
+    "private_labels",
+    "private_flags",
+}
+PRIVACY_KEYS = ("private_folders", "private_labels", "private_flags")
+TOP_KEYS = {"store", "organization", "policy", "matching", "sync", "accounts"}
+POLICY_KEYS = ("log_internal", "unknown_participants", "create_contacts", "create_contacts_free_mail")
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
+
+
+def _is_domains(value: Any) -> bool:
+    return _is_names(value) and all("." in v for v in value)
+
+
+def _blocklist(
+    reader: _Reader, section: str, table: dict[str, Any], plus_domains: list[str], index: int = 0
+) -> Blocklist:
+    entries = table.get("blocklist", [])
+    if not _is_names(entries):
+        raise reader.error(
+            section,
+            "blocklist",
+            f'expected a list such as ["@lawfirm.com", "a@b.com"], got {entries!r}',
+            index,
+        )
+    try:
+        return Blocklist.parse(entries, plus_addressing_domains=plus_domains)
+    except BlocklistError as exc:
+        raise reader.error(section, "blocklist", str(exc), index) from None
+
+
+def _privacy(reader: _Reader, section: str, table: dict[str, Any], index: int = 0) -> PrivacySettings:
+    values: dict[str, list[str] | None] = {}
+    for key in PRIVACY_KEYS:
+        value = table.get(key)
+        if value is not None and not _is_names(value):
+            raise reader.error(section, key, f"expected a list of names, got {value!r}", index)
+        values[key] = value
+    flags = values["private_flags"]
+    return PrivacySettings.build(
+        labels=values["private_labels"] or (), folders=values["private_folders"] or (), flags=flags
+    )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _get(
+    reader: _Reader,
+    section: str,
+    table: dict[str, Any],
+    key: str,
+    default: Any,
+    ok: Callable[[Any], bool],
+    expected: str,
+) -> Any:
+    value = table.get(key, default)
+    if not ok(value):
+        raise reader.error(section, key, f"expected {expected}, got {value!r}")
+    return value
 
 
 def _email(value: Any) -> bool:
@@ -221,41 +313,88 @@ def parse_config(data: dict[str, Any], path: Path, text: str = "") -> Config:
         )
     url = _resolve_sqlite(url, base)
 
-    org = _table(reader, data, "organization", {"name", "domains"})
-    domains = org.get("domains", [])
-    if not isinstance(domains, list) or not all(isinstance(d, str) and "." in d for d in domains):
+    org = _table(reader, data, "organization", {"name", "domains", "plus_addressing_domains", "blocklist"})
+    domains = _get(
+        reader, "organization", org, "domains", [], _is_domains, 'a list of domains such as ["example.com"]'
+    )
+    for domain in domains:
+        problem = org_domain_problem(domain)
+        if problem:
+            raise reader.error("organization", "domains", problem)
+    org_name = _get(reader, "organization", org, "name", "", _is_str, "a string")
+    plus = org.get("plus_addressing_domains")
+    if plus is not None and not _is_domains(plus):
         raise reader.error(
-            "organization", "domains", f'expected a list of domains such as ["example.com"], got {domains!r}'
+            "organization",
+            "plus_addressing_domains",
+            f"expected a list of domains (or [] for none), got {plus!r}",
         )
-    org_name = org.get("name", "")
-    if not isinstance(org_name, str):
-        raise reader.error("organization", "name", f"expected a string, got {org_name!r}")
+    blocklist = _blocklist(reader, "organization", org, plus or domains)
 
-    pol = _table(reader, data, "policy", {"log_internal", "unknown_participants"})
-    log_internal = pol.get("log_internal", False)
-    if not isinstance(log_internal, bool):
-        raise reader.error("policy", "log_internal", f"expected true or false, got {log_internal!r}")
-    unknown = pol.get("unknown_participants", "skip")
-    if unknown not in UNKNOWN_PARTICIPANT_POLICIES:
-        raise reader.error(
+    pol = _table(reader, data, "policy", set(POLICY_KEYS) | set(PRIVACY_KEYS))
+    privacy = _privacy(reader, "policy", pol)
+    policy = PolicyConfig(
+        log_internal=_get(reader, "policy", pol, "log_internal", False, _is_bool, "true or false"),
+        unknown_participants=_get(
+            reader,
             "policy",
+            pol,
             "unknown_participants",
-            f"expected one of {', '.join(map(repr, UNKNOWN_PARTICIPANT_POLICIES))}, got {unknown!r}",
-        )
+            "skip",
+            UNKNOWN_PARTICIPANT_POLICIES.__contains__,
+            f"one of {', '.join(map(repr, UNKNOWN_PARTICIPANT_POLICIES))}",
+        ),
+        create_contacts=_get(
+            reader,
+            "policy",
+            pol,
+            "create_contacts",
+            "none",
+            POLICIES.__contains__,
+            f"one of {', '.join(map(repr, POLICIES))}",
+        ),
+        create_contacts_free_mail=_get(
+            reader, "policy", pol, "create_contacts_free_mail", False, _is_bool, "true or false"
+        ),
+    )
+    matching = _table(reader, data, "matching", {"link_threshold", "review_threshold"})
+    thresholds = Thresholds(
+        link=_get(reader, "matching", matching, "link_threshold", 0.5, _is_fraction, "a number from 0 to 1"),
+        review=_get(
+            reader, "matching", matching, "review_threshold", 0.2, _is_fraction, "a number from 0 to 1"
+        ),
+    )
+    if thresholds.review > thresholds.link:
+        raise reader.error("matching", "review_threshold", "must not be above link_threshold")
+    sync = _table(reader, data, "sync", {"parse_workers"})
+    parse_workers = _get(
+        reader,
+        "sync",
+        sync,
+        "parse_workers",
+        None,
+        lambda v: v is None or _is_count(v),
+        "a number of processes, 0 or more",
+    )
 
     raw_accounts = data.get("accounts", [])
     if not isinstance(raw_accounts, list):
         raise reader.error("accounts", None, "expected [[accounts]] tables")
     accounts: list[AccountConfig] = []
     for index, raw in enumerate(raw_accounts):
-        accounts.append(_account(reader, index, raw, base, {a.name for a in accounts}))
+        accounts.append(_account(reader, index, raw, base, {a.name for a in accounts}, plus or domains))
 
     return Config(
         path=path,
         store_url=url,
         org_name=org_name,
         org_domains=tuple(d.lower().strip(".") for d in domains),
-        policy=PolicyConfig(log_internal=log_internal, unknown_participants=unknown),
+        policy=policy,
+        blocklist=blocklist,
+        privacy=privacy,
+        plus_addressing_domains=tuple(plus) if plus is not None else None,
+        thresholds=thresholds,
+        parse_workers=parse_workers,
         accounts=tuple(accounts),
     )
 
@@ -270,7 +409,9 @@ def _table(reader: _Reader, data: dict[str, Any], name: str, keys: set[str]) -> 
     return table
 
 
-def _account(reader: _Reader, index: int, raw: Any, base: Path, names: set[str]) -> AccountConfig:
+def _account(
+    reader: _Reader, index: int, raw: Any, base: Path, names: set[str], plus_domains: list[str]
+) -> AccountConfig:
     if not isinstance(raw, dict):
         raise reader.error("accounts", None, "expected a table", index)
     name = raw.get("name")
@@ -302,6 +443,8 @@ def _account(reader: _Reader, index: int, raw: Any, base: Path, names: set[str])
         provider=provider,
         owner=owner.lower(),
         aliases=tuple(a.lower() for a in aliases),
+        blocklist=_blocklist(reader, "accounts", raw, plus_domains, index),
+        privacy=_privacy(reader, "accounts", raw, index),
         options=options,
     )
 

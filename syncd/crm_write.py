@@ -16,6 +16,7 @@ from typing import Any, TypeVar, TypeVarTuple
 from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
+from matchers.identity import canonical_email
 from store.models import Company, CompanyDomain, Contact, ContactEmail, Opportunity, OpportunityContact
 from syncd.crm_changes import CrmChanges
 from syncd.crm_columns import Kind
@@ -234,7 +235,7 @@ def _sync_emails(
     for email in wanted:
         ce = current.get(email) or owners.get(email)
         if ce is None:
-            ce = owners[email] = ContactEmail(email=email, is_primary=False)
+            ce = owners[email] = ContactEmail(email=email, canonical=canonical_email(email), is_primary=False)
             contact.emails.append(ce)
             changed = True
         elif ce.contact is not contact:

@@ -11,18 +11,26 @@ from __future__ import annotations
 import copy
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import AuthError, Batch, RawItem, Source
-from connectors.ics_parse import CalendarError, parse_calendar_with_errors
 from connectors.message import Meeting, ParsedMessage, Participant
-from connectors.mime_parse import ParseError, parse_message
+from connectors.parse_item import Parsed, parse_item
+from matchers.contact_policy import NewContact, contacts_to_create
 from matchers.deals import MessageFacts
-from matchers.exclusions import Skip, meeting_exclusion, message_exclusion
-from matchers.identity import OrgIdentity
+from matchers.exclusions import (
+    Blocklist,
+    PrivacySettings,
+    Skip,
+    meeting_exclusion,
+    message_exclusion,
+    private_exclusion,
+)
+from matchers.identity import OrgIdentity, domain_of
 from matchers.insights import Extractor, NoExtractor
 from matchers.linking import CrmLookup, MatchResult, match
 from store import activity_writer as writer
@@ -39,6 +47,8 @@ from store.sync_state import (
     save_cursor,
 )
 from syncd.config import AccountConfig, Config
+from syncd.parse_pool import ParsePool
+from syncd.prefetch import prefetched
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +89,28 @@ class _Context:
     crm: CrmLookup
     org: OrgIdentity
     report: FolderReport
-    owner: str  # the mailbox owner
+    rules: MailboxRules
+
+    @property
+    def owner(self) -> str:
+        return self.rules.owner
 
     @property
     def folder(self) -> str:
         return self.state.folder
 
 
-# What parsing made of an item: a message, the meetings of a calendar file, or why it failed.
-Parsed = ParsedMessage | tuple[list[Meeting], list[str]] | str
+@dataclass(frozen=True)
+class MailboxRules:
+    """What is decided per mailbox: whose it is, and what must never be logged from it."""
+
+    owner: str
+    blocklist: Blocklist
+    privacy: PrivacySettings
+
+
+# Skips whose subject and sender are not recorded: the message was kept out to stay private.
+SECRET_REASONS = frozenset({"private", "blocklisted"})
 
 
 class _Known:
@@ -112,11 +135,16 @@ class Pipeline:
         self.config = config
         self.factory = factory
         self.extractor = extractor or NoExtractor()
-        owners = [a.owner for a in config.accounts] + [x for a in config.accounts for x in a.aliases]
-        self.org = OrgIdentity.build(config.org_domains, owners)
+        self.parse_pool = ParsePool(config.parse_workers)
+        self.org = OrgIdentity.from_accounts(
+            config.org_domains, config.accounts, plus_addressing_domains=config.plus_addressing_domains
+        )
 
     def sync_all(self) -> list[AccountReport]:
         return [self.sync_account(account) for account in self.config.accounts]
+
+    def close(self) -> None:
+        self.parse_pool.close()
 
     def sync_account(self, account: AccountConfig, source: Source | None = None) -> AccountReport:
         report = AccountReport(account.name)
@@ -125,7 +153,7 @@ class Pipeline:
         source = source or account.make_source()
         try:
             for folder in source.folders():
-                report.folders.append(self._sync_folder(source, account_id, account.owner, folder))
+                report.folders.append(self._sync_folder(source, account_id, self.rules(account), folder))
         except AuthError as exc:  # retrying cannot help: a person must sign in again
             log.error("account %s: the provider refused our credentials: %s", account.name, exc)
             report.error, report.state = str(exc), "needs_reauth"
@@ -142,16 +170,26 @@ class Pipeline:
                 acc.last_sync_at = now()
         return report
 
-    def _sync_folder(self, source: Source, account_id: int, owner: str, folder: str) -> FolderReport:
+    def rules(self, account: AccountConfig) -> MailboxRules:
+        return MailboxRules(
+            account.owner, self.config.blocklist | account.blocklist, self.config.privacy | account.privacy
+        )
+
+    def _sync_folder(self, source: Source, account_id: int, rules: MailboxRules, folder: str) -> FolderReport:
         report = FolderReport(folder)
         with self.factory() as session:
             cursor = load_cursor(session, account_id, folder)
 
         known = _Known(self.factory, account_id, folder)
-        for batch in source.changes(folder, cursor, known):
-            parsed = [_parse(item) for item in batch.items]
+
+        def fetch_and_parse() -> Iterator[tuple[Batch, Callable[[], list[Parsed]]]]:
+            for batch in source.changes(folder, cursor, known):
+                yield batch, self.parse_pool.submit(parse_item, batch.items)
+
+        for batch, pending in prefetched(fetch_and_parse(), name=f"fetch {folder}"):
+            parsed = pending()
             with transaction(self.factory) as session:
-                self._apply(session, account_id, owner, folder, report, batch, parsed)
+                self._apply(session, account_id, rules, folder, report, batch, parsed)
                 if batch.cursor is not None:
                     save_cursor(session, account_id, folder, batch.cursor)
             if batch.progress:
@@ -162,7 +200,7 @@ class Pipeline:
         self,
         session: Session,
         account_id: int,
-        owner: str,
+        rules: MailboxRules,
         folder: str,
         report: FolderReport,
         batch: Batch,
@@ -186,7 +224,7 @@ class Pipeline:
             with session.begin_nested():
                 state.prefetch(keys, provider_ids)
                 crm = BatchCrmLookup(SqlCrmLookup(session), emails, thread_keys)
-                ctx = _Context(session, state, crm, self.org, report, owner)
+                ctx = _Context(session, state, crm, self.org, report, rules)
                 for item, result in zip(batch.items, parsed, strict=True):
                     self._ingest(ctx, item, result)
                 writer.flush_pending(state)
@@ -195,7 +233,7 @@ class Pipeline:
             log.warning("%s: batch refused by the database (%s); replaying it item by item", folder, exc)
             _restore(report, before)
             state = BatchState(session, account_id, folder)
-            ctx = _Context(session, state, SqlCrmLookup(session), self.org, report, owner)
+            ctx = _Context(session, state, SqlCrmLookup(session), self.org, report, rules)
             for item, result in zip(batch.items, parsed, strict=True):
                 before = copy.deepcopy(report)
                 try:
@@ -233,10 +271,17 @@ class Pipeline:
         )
 
     def _skip(self, ctx: _Context, provider_id: str, skip: Skip, **about: str | None) -> None:
+        if skip.reason in SECRET_REASONS:  # what it was about stays out of the store too
+            about = {"message_id": about.get("message_id")}
         ctx.report.skipped[skip.reason] += 1
         writer.record_skip(ctx.state, provider_id, skip.reason, skip.detail, **about)
 
     def _ingest(self, ctx: _Context, item: RawItem, parsed: Parsed) -> None:
+        private = private_exclusion(ctx.folder, item.labels, item.flags, ctx.rules.privacy)
+        if private:
+            mid = parsed.message_id if isinstance(parsed, ParsedMessage) else None
+            self._skip(ctx, item.provider_id, private, message_id=mid)
+            return
         if isinstance(parsed, str):
             self._quarantine(ctx, item, parsed)
         elif isinstance(parsed, ParsedMessage):
@@ -259,7 +304,8 @@ class Pipeline:
         state = BatchState(session, account_id, folder)
         emails = {p.email for _, msg in held for p in msg.participants}
         crm = BatchCrmLookup(SqlCrmLookup(session), emails, {msg.thread_key for _, msg in held})
-        ctx = _Context(session, state, crm, self.org, FolderReport(folder), owner)
+        rules = MailboxRules(owner, self.config.blocklist, self.config.privacy)
+        ctx = _Context(session, state, crm, self.org, FolderReport(folder), rules)
         state.prefetch([msg.key for _, msg in held], [pid for pid, _ in held])
         for provider_id, msg in held:
             self._ingest_email(ctx, RawItem(provider_id, "rfc822", b""), msg)
@@ -272,7 +318,7 @@ class Pipeline:
             "subject": msg.subject,
             "sender": msg.sender.email if msg.sender else None,
         }
-        skip = message_exclusion(msg, ctx.org, self.config.policy.log_internal)
+        skip = message_exclusion(msg, ctx.org, self.config.policy.log_internal, blocklist=ctx.rules.blocklist)
         if skip:
             self._skip(ctx, item.provider_id, skip, **about)
             return
@@ -286,7 +332,9 @@ class Pipeline:
                 mailbox_owner=ctx.owner,
                 internal_people=frozenset(p.email for p in msg.participants if ctx.org.is_internal(p.email)),
             )
+            created = self._create_contacts(ctx, msg)
             result = match(msg.participants, ctx.crm, ctx.org, facts, self.config.thresholds)
+            result.notes.extend(f"contact {c.email} created ({c.rule})" for c in created)
             if not result.known and self.config.policy.unknown_participants == "skip":
                 detail = "; ".join(result.notes) or "no external participant is a CRM contact or company"
                 ctx.report.skipped["no_known_participant"] += 1
@@ -315,6 +363,23 @@ class Pipeline:
             ctx.report.merged += 1
         self._meetings(ctx, item, msg.meetings)
 
+    def _create_contacts(self, ctx: _Context, msg: ParsedMessage) -> list[NewContact]:
+        policy = self.config.policy
+        if policy.create_contacts == "none":
+            return []
+        external = [p.email for p in msg.participants if not ctx.org.is_internal(p.email)]
+        known = set(ctx.crm.contacts_by_email(external))
+        new = contacts_to_create(
+            msg, ctx.org, known, policy.create_contacts, policy.create_contacts_free_mail
+        )
+        companies = ctx.crm.companies_by_domain({domain_of(c.email) for c in new})
+        for person in new:
+            company = companies.get(domain_of(person.email))
+            contact = writer.create_contact(ctx.session, person, company.id if company else None)
+            if isinstance(ctx.crm, BatchCrmLookup):
+                ctx.crm.add_contact(contact)
+        return new
+
     def _meetings(self, ctx: _Context, item: RawItem, meetings: tuple[Meeting, ...]) -> None:
         for meeting in meetings:
             provider_id = f"{item.provider_id}#{meeting.key}"
@@ -324,7 +389,9 @@ class Pipeline:
                 "subject": meeting.summary,
                 "sender": meeting.organizer.email if meeting.organizer else None,
             }
-            skip = meeting_exclusion(meeting, ctx.org, self.config.policy.log_internal)
+            skip = meeting_exclusion(
+                meeting, ctx.org, self.config.policy.log_internal, blocklist=ctx.rules.blocklist
+            )
             facts = MessageFacts(
                 subject=meeting.summary,
                 text=meeting.description,
@@ -361,20 +428,6 @@ class Pipeline:
         if sender is not None and self.org.is_internal(sender.email):
             return "outbound"
         return "inbound"
-
-
-def _parse(item: RawItem) -> Parsed:
-    if not item.data:
-        return "empty or unreadable item"
-    try:
-        if item.kind == "ics":
-            meetings, problems = parse_calendar_with_errors(item.data)
-            if not meetings and problems:
-                return "; ".join(problems)
-            return meetings, problems
-        return parse_message(item.data)
-    except (ParseError, CalendarError) as exc:
-        return str(exc)
 
 
 def _meeting_keys(parsed: Parsed) -> list[str]:

@@ -7,8 +7,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from store import queries
+from store.crm_lookup import SqlCrmLookup
 from store.db import make_engine, session_factory
-from store.models import Activity, ActivitySource, SkipLogEntry
+from store.models import Activity, ActivitySource, Contact, SkipLogEntry
 from syncd.pipeline import Pipeline
 from tests.builders import REP, config, email, maildir, maildir_account, seed_crm
 
@@ -78,7 +79,7 @@ def test_links_skips_and_explains(tmp_path: Path, db_url: str) -> None:
         assert ana["opportunities"] == [
             {
                 "name": "Acme - Observability",
-                "confidence": 0.8,
+                "confidence": 0.75,
                 "rule": "contact_on_deal+contact_role+open_deal+deal_owner",
             }
         ]
@@ -217,3 +218,54 @@ def test_a_message_the_database_refuses_is_quarantined_alone(tmp_path: Path, db_
         assert bad["status"] == "quarantined" and "subject refused" in bad["detail"]
         ana = queries.explain(s, "ana-1@acme-freight.com")["activity"]
         assert [deal["name"] for deal in ana["opportunities"]] == ["Acme - Observability"]
+
+
+def test_contact_policy_creates_the_people_the_owner_writes_to(tmp_path: Path, db_url: str) -> None:
+    to_new = email(
+        REP,
+        '"Kim, Lee" <Lee.Kim@Newcorp.io>, friend@gmail.com, noreply@newcorp.io',
+        "Intro",
+        "Hi Lee, nice to meet you.",
+        message_id="maya-intro@lumenfold.io",
+    )
+    from_new = email(
+        "Lee Kim <lee.kim@newcorp.io>", REP, "Re: Intro", "Likewise.", message_id="lee-1@newcorp.io"
+    )
+    from_other = email("Joe Ng <joe@othercorp.io>", REP, "Hello", "Hi there", message_id="joe-1@othercorp.io")
+    box = maildir(tmp_path / "m", [to_new, from_new, from_other])
+    cfg = config(tmp_path, db_url, maildir_account("m", box), policy='create_contacts = "sent"')
+    factory = session_factory(make_engine(db_url))
+    report = Pipeline(cfg, factory).sync_account(cfg.accounts[0])
+    assert report.total("logged") == 2 and dict(report.skipped) == {"no_known_participant": 1}
+    with factory() as s:
+        contacts = {c.emails[0].email: c for c in s.scalars(select(Contact))}
+        assert set(contacts) == {"lee.kim@newcorp.io"}  # not free mail, not a no-reply address
+        assert (contacts["lee.kim@newcorp.io"].first_name, contacts["lee.kim@newcorp.io"].last_name) == (
+            "Lee",
+            "Kim",
+        )
+        intro = queries.explain(s, "maya-intro@lumenfold.io")
+        assert intro["activity"]["contacts"] == ["lee.kim@newcorp.io"]
+        assert any("created (create_contacts=sent)" in note for note in intro["not_linked"])
+        assert queries.explain(s, "lee-1@newcorp.io")["status"] == "logged"
+        assert queries.explain(s, "joe-1@othercorp.io")["reason"] == "no_known_participant"
+
+
+def test_companies_by_domain_covers_every_subdomain_asked(db_url: str) -> None:
+    factory = session_factory(make_engine(db_url))
+    seed_crm(factory)
+    asked = {
+        "acme-freight.com",
+        "mail.acme-freight.com",
+        "eu.mail.acme-freight.com",
+        "shop.acme.co.uk",
+        "x.com",
+    }
+    with factory() as s:
+        found = SqlCrmLookup(s).companies_by_domain(asked)
+    assert {d: c.name for d, c in found.items()} == {
+        "acme-freight.com": "Acme Freight",
+        "mail.acme-freight.com": "Acme Freight",
+        "eu.mail.acme-freight.com": "Acme Freight",
+        "shop.acme.co.uk": "Acme Freight",
+    }
