@@ -64,6 +64,7 @@ class MatchResult:
     notes: list[str] = field(default_factory=list)  # links refused, and why
     candidates: list[DealScore] = field(default_factory=list)
     people: dict[str, str] = field(default_factory=dict)  # address -> how it was identified
+    exclusions: str | None = None  # which exclusion rules were checked, for explain
 
     @property
     def known(self) -> bool:
@@ -73,6 +74,7 @@ class MatchResult:
     def details(self) -> dict[str, object]:
         return {
             "participants": [{"email": e, "identified_as": how} for e, how in sorted(self.people.items())],
+            "exclusions": self.exclusions,
             "links": [
                 {
                     "type": link.target_type,

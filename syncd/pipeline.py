@@ -23,6 +23,7 @@ from connectors.parse_item import Parsed, parse_item
 from matchers.contact_policy import NewContact, contacts_to_create
 from matchers.deals import MessageFacts
 from matchers.exclusions import (
+    REASONS,
     Blocklist,
     PrivacySettings,
     Skip,
@@ -109,6 +110,8 @@ class MailboxRules:
     privacy: PrivacySettings
 
 
+EXCLUSIONS_PASSED = "none applied; checked: " + ", ".join(REASONS)
+MEETING_EXCLUSIONS_PASSED = "none applied; checked: private, blocklisted, internal_only"
 # Skips whose subject and sender are not recorded: the message was kept out to stay private.
 SECRET_REASONS = frozenset({"private", "blocklisted"})
 
@@ -335,6 +338,7 @@ class Pipeline:
             created = self._create_contacts(ctx, msg)
             result = match(msg.participants, ctx.crm, ctx.org, facts, self.config.thresholds)
             result.notes.extend(f"contact {c.email} created ({c.rule})" for c in created)
+            result.exclusions = EXCLUSIONS_PASSED
             if not result.known and self.config.policy.unknown_participants == "skip":
                 detail = "; ".join(result.notes) or "no external participant is a CRM contact or company"
                 ctx.report.skipped["no_known_participant"] += 1
@@ -401,6 +405,7 @@ class Pipeline:
                 internal_people=frozenset(p.email for p in people if ctx.org.is_internal(p.email)),
             )
             result = match(people, ctx.crm, ctx.org, facts, self.config.thresholds)
+            result.exclusions = None if skip else MEETING_EXCLUSIONS_PASSED
             if skip is None and not result.known and self.config.policy.unknown_participants == "skip":
                 skip = Skip("no_known_participant", "; ".join(result.notes))
             existing = ctx.state.activity(meeting.key)

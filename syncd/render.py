@@ -56,6 +56,8 @@ def explanation(view: dict[str, Any]) -> str:
         for src in view["sources"]:
             gone = " (deleted)" if "deleted_at" in src else ""
             lines.append(f"  seen in {src['account']}/{src['folder']} as {src['provider_id']}{gone}")
+        if view.get("rules", {}).get("exclusions"):
+            lines.append(f"  exclusions: {view['rules']['exclusions']}")
         for person in view.get("rules", {}).get("participants", []):
             lines.append(f"  participant {person['email']}: {person['identified_as']}")
         verbs = {

@@ -99,6 +99,10 @@ def test_the_whole_cli_flow(capsys: pytest.CaptureFixture[str], demo_config: Pat
     assert code == 0 and view["status"] == "logged"
     assert [link["rule"] for link in view["links"]][:2] == ["email_exact", "contact_company"]
     assert all(link["reason"] for link in view["links"])
+    assert view["rules"]["exclusions"].startswith("none applied; checked: private, blocklisted")
+    identified = {p["email"]: p["identified_as"] for p in view["rules"]["participants"]}
+    assert identified["kwame.asante@halvardcapital.com"] == "contact Kwame Asante"
+    assert identified["maya.chen@lumenfold.io"].startswith("internal")
     candidates = {c["deal"]: c for c in view["rules"]["deal_candidates"]}
     assert set(candidates) == {
         "Halvard Capital - Risk Data Platform",
