@@ -37,9 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE.csv")
 
     sync = sub.add_parser("sync", help="sync the configured accounts")
-    sync.add_argument(
-        "--once", action="store_true", required=True, help="one pass over every account, then exit"
+    mode = sync.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="one pass over every account, then exit")
+    mode.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep syncing until stopped: IMAP IDLE push, other accounts polled",
     )
+    sync.add_argument("--interval", type=float, default=300.0, help="seconds between polls with --watch")
     sync.add_argument("--account", action="append", help="only this account (repeatable)")
 
     st = sub.add_parser("status", help="accounts, their state and what was synced")
@@ -147,6 +152,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         accounts = [config.account(n) for n in args.account] if args.account else list(config.accounts)
         failed = False
         try:
+            if args.watch:
+                return _watch(config, pipeline, args.interval)
             for account in accounts:
                 report = pipeline.sync_account(account)
                 print(render.sync_report(report))
@@ -185,6 +192,20 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             view = queries.explain(session, args.message_id)
             _print_json(view) if args.json else print(render.explanation(view))
             return EXIT_OK if view["status"] != "unknown" else EXIT_FAILED
+    return EXIT_OK
+
+
+def _watch(config: Config, pipeline: Any, interval: float) -> int:
+    import signal
+    import threading
+
+    from syncd import render
+    from syncd.watch import watch
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    watch(config, pipeline, interval, stop, on_report=lambda r: print(render.sync_report(r), flush=True))
     return EXIT_OK
 
 
