@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 # Signal weights. A contact on an open deal alone (0.45 + 0.20) clears the default link
 # threshold of 0.5; a company-only match on an open deal (0.25 + 0.20) does not, unless
@@ -53,6 +53,7 @@ def words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 
 
+@lru_cache(maxsize=65_536)  # the same deals come back batch after batch
 def deal_keywords(
     name: str, product: str | None, keywords: str | None, company: str | None
 ) -> tuple[str, ...]:

@@ -94,15 +94,30 @@ class SqlCrmLookup:
         by_contact = select(OpportunityContact.opportunity_id).where(
             OpportunityContact.contact_id.in_(contact_ids)
         )
+        # Columns, not the Opportunity entity: loading entities builds ORM objects and fires the
+        # lazy="selectin" load of Opportunity.contact_roles, which the roles query below already covers.
+        opp = Opportunity.__table__.c
         rows = self.session.execute(
-            select(Opportunity, Company.name)
+            select(
+                opp.id,
+                opp.name,
+                opp.company_id,
+                opp.stage,
+                opp.status,
+                opp.created_at,
+                opp.close_date,
+                opp.owner_email,
+                opp.product,
+                opp.keywords,
+                Company.name,
+            )
             .outerjoin(Company, Company.id == Opportunity.company_id)
             .where(or_(Opportunity.id.in_(by_contact), Opportunity.company_id.in_(company_ids)))
             .order_by(Opportunity.id)
         ).all()
         if not rows:
             return []
-        ids = [opp.id for opp, _ in rows]
+        ids = [row.id for row in rows]
         roles: dict[int, list[tuple[int, str | None]]] = {i: [] for i in ids}
         for oid, cid, role in self.session.execute(
             select(
@@ -124,19 +139,31 @@ class SqlCrmLookup:
         )
         return [
             DealRef(
-                id=opp.id,
-                name=opp.name,
-                company_id=opp.company_id,
-                stage=opp.stage,
-                status=opp.status,
-                created_at=opp.created_at,
-                close_date=opp.close_date,
-                owner_email=(opp.owner_email or "").lower() or None,
-                roles=tuple(sorted(roles[opp.id], key=lambda r: r[0])),
-                keywords=deal_keywords(opp.name, opp.product, opp.keywords, company),
-                last_activity_at=latest.get(opp.id),
+                id=oid,
+                name=name,
+                company_id=company_id,
+                stage=stage,
+                status=status,
+                created_at=created_at,
+                close_date=close_date,
+                owner_email=(owner_email or "").lower() or None,
+                roles=tuple(sorted(roles[oid], key=lambda r: r[0])),
+                keywords=deal_keywords(name, product, keywords, company),
+                last_activity_at=latest.get(oid),
             )
-            for opp, company in rows
+            for (
+                oid,
+                name,
+                company_id,
+                stage,
+                status,
+                created_at,
+                close_date,
+                owner_email,
+                product,
+                keywords,
+                company,
+            ) in rows
         ]
 
     def thread_deals(self, thread_key: str | None) -> dict[int, int]:
@@ -184,6 +211,14 @@ class BatchCrmLookup:
         }
         self._companies = crm.companies_by_id(company_ids)
         self._deals = crm.deals_for(contact_ids, company_ids)
+        # Positions in self._deals (ordered by id) by company and by contact on the deal.
+        self._by_company: dict[int, list[int]] = {}
+        self._by_contact: dict[int, list[int]] = {}
+        for i, deal in enumerate(self._deals):
+            if deal.company_id is not None:
+                self._by_company.setdefault(deal.company_id, []).append(i)
+            for cid, _ in deal.roles:
+                self._by_contact.setdefault(cid, []).append(i)
         self._threads = crm.threads_deals(thread_keys)
 
     def contacts_by_email(self, emails: Iterable[str]) -> dict[str, ContactRef]:
@@ -196,10 +231,12 @@ class BatchCrmLookup:
         return {i: self._companies[i] for i in ids if i in self._companies}
 
     def deals_for(self, contact_ids: Iterable[int], company_ids: Iterable[int]) -> list[DealRef]:
-        contacts, companies = set(contact_ids), set(company_ids)
-        return [
-            d for d in self._deals if d.company_id in companies or any(cid in contacts for cid, _ in d.roles)
-        ]
+        hits: set[int] = set()
+        for company_id in company_ids:
+            hits.update(self._by_company.get(company_id, ()))
+        for contact_id in contact_ids:
+            hits.update(self._by_contact.get(contact_id, ()))
+        return [self._deals[i] for i in sorted(hits)]
 
     def thread_deals(self, thread_key: str | None) -> dict[int, int]:
         return dict(self._threads.get(thread_key, {})) if thread_key else {}
