@@ -38,6 +38,7 @@ from tests.dovecot import PASSWORD, DovecotServer  # noqa: E402
 ENRON = CORPUS / "emails/enron_berkeley_annotated/enron_with_categories"
 MESSAGE_ID = re.compile(rb"^Message-ID:[^\r\n]*\r?\n", re.IGNORECASE | re.MULTILINE)
 PASSWORD_ENV = "SYNCD_BENCH_IMAP_PASSWORD"
+PARSE_WORKERS: int | None = None  # set from --parse-workers
 
 
 def enron_messages(count: int) -> Iterator[bytes]:
@@ -103,6 +104,7 @@ def _child(args: argparse.Namespace) -> None:
     from syncd.pipeline import Pipeline
 
     upgrade(make_engine(args.store))
+    sync_section = "" if args.parse_workers is None else f"[sync]\nparse_workers = {args.parse_workers}"
     text = f"""
 [store]
 url = "{args.store}"
@@ -111,6 +113,7 @@ domains = ["lumenfold.io"]
 [policy]
 log_internal = true
 unknown_participants = "log"
+{sync_section}
 [[accounts]]
 name = "bench"
 provider = "imap"
@@ -184,6 +187,7 @@ def syncd_sync(server: DovecotServer, user: str, store: Path, repeat: int = 1) -
             str(server.imap_port),
             "--repeat",
             str(repeat),
+            *([] if PARSE_WORKERS is None else ["--parse-workers", str(PARSE_WORKERS)]),
         ],
         env=env,
         check=True,
@@ -213,10 +217,13 @@ def main() -> None:
     parser.add_argument("--user", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--parse-workers", type=int, default=None, help="syncd's [sync] parse_workers")
     args = parser.parse_args()
     if args.child:
         _child(args)
         return
+    global PARSE_WORKERS
+    PARSE_WORKERS = args.parse_workers
 
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-imap-"))
     with DovecotServer.start(users=2) as server:

@@ -290,5 +290,15 @@ class OrgIdentity:
         return owning_domain(normalize_domain(domain), self.domains) is not None
 
     def is_internal(self, address: str) -> bool:
-        address = self.canonical(address)
-        return address in self.addresses or owning_domain(domain_of(address), self.domains) is not None
+        # Asked for every participant by several rules of every message: remember answers.
+        cache: dict[str, bool] = self.__dict__.setdefault("_internal", {})
+        known = cache.get(address)
+        if known is None:
+            canonical = self.canonical(address)
+            known = (
+                canonical in self.addresses or owning_domain(domain_of(canonical), self.domains) is not None
+            )
+            if len(cache) > 200_000:
+                cache.clear()
+            cache[address] = known
+        return known
