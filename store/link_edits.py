@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store.models import Activity, ActivityLink, Company, Opportunity
-from store.queries import iso
+from store.queries import activity_by_message_id, clean_message_id, iso
 from store.sync_state import now
 
 
@@ -21,15 +21,11 @@ class LinkError(Exception):
 
 
 def find_activity(session: Session, message_id: str) -> Activity:
-    mid = message_id.strip().strip("<>")
-    activity = session.scalar(
-        select(Activity)
-        .where((Activity.message_id == mid) | (Activity.ical_uid == mid) | (Activity.key == mid))
-        .order_by(Activity.id)
-        .limit(1)
-    )
+    activity = activity_by_message_id(session, message_id)
     if activity is None:
-        raise LinkError(f"no logged email or meeting has the Message-ID or UID {mid!r}")
+        raise LinkError(
+            f"no logged email or meeting has the Message-ID or UID {clean_message_id(message_id)!r}"
+        )
     return activity
 
 

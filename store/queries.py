@@ -120,15 +120,25 @@ def list_activities(
     return [activity_view(session, a, names) for a in activities]
 
 
-def explain(session: Session, message_id: str) -> dict[str, Any]:
-    """Why a message was logged, skipped or quarantined, and why each link was made or refused."""
-    mid = message_id.strip().strip("<>")
-    activity = session.scalar(
+def clean_message_id(message_id: str) -> str:
+    return message_id.strip().strip("<>")
+
+
+def activity_by_message_id(session: Session, message_id: str) -> Activity | None:
+    """The activity of a Message-ID (with or without brackets), a meeting UID, or a key."""
+    mid = clean_message_id(message_id)
+    return session.scalar(
         select(Activity)
         .where((Activity.message_id == mid) | (Activity.ical_uid == mid) | (Activity.key == mid))
         .order_by(Activity.id)
         .limit(1)
     )
+
+
+def explain(session: Session, message_id: str) -> dict[str, Any]:
+    """Why a message was logged, skipped or quarantined, and why each link was made or refused."""
+    mid = clean_message_id(message_id)
+    activity = activity_by_message_id(session, mid)
     if activity is not None:
         names = _names(session, activity.links)
         sources = session.execute(
