@@ -18,6 +18,17 @@ internal only. Building the CRM is timed apart and is not part of the figure.
 The figure depends most on how many candidate deals a message has (big accounts have dozens
 of deals): the run prints it, and the JSON carries it as ``candidates_per_message``.
 
+CRM facts are cached across batches, process-wide, while the CRM does not change
+(``store/crm_cache.py``). The cache starts empty but for the warm-up batch, and the 20,000
+messages carry ~22,600 addresses, ~14,500 of the 100,000 contacts among them, mostly seen
+once: the figure is mostly the cost of filling the cache. A second pass over the same
+messages, with the cache warm (the steady state of a mailbox whose correspondents recur), is
+printed and carried as ``warm_messages_per_s``.
+
+The cyclic garbage collector is set up as ``syncd`` sets it up (``syncd.cli.tune_gc``: what
+start-up made is frozen, gen0 threshold raised), here once the CRM and the messages are
+generated: they stand for start-up, and the generator's structures are not the pipeline's.
+
 Run: ``.venv/bin/python bench/match.py``; the last line is JSON for CI.
 """
 
@@ -58,6 +69,7 @@ from store.models import (
     Opportunity,
     OpportunityContact,
 )
+from syncd.cli import tune_gc
 
 SEED = 20261203
 COMPANIES = 20_000
@@ -619,16 +631,16 @@ def main() -> int:
         factory = session_factory(engine)
         size_mb = (workdir / "crm.db").stat().st_size / 1e6
 
+        ours_in, peer_in = fresh(messages), fresh(messages[:NAIVE_MESSAGES])
+        # As syncd does once started (see the module's docstring). Before the warm-up, so that
+        # what it caches is not frozen: in syncd, the CRM cache fills after start-up.
+        tune_gc()
         run_batched(factory, warmup, org)  # compiled-statement cache, SQLite page cache
         run_naive(factory, fresh(warmup), org)
-        ours_in, peer_in = fresh(messages), fresh(messages[:NAIVE_MESSAGES])
-        # The generator's structures (the CRM mirror, the messages) are not the pipeline's: keep
-        # the cyclic GC from rescanning them during the measurement.
-        gc.collect()
-        gc.freeze()
         cpu, wall = time.process_time(), time.perf_counter()
         ours = run_batched(factory, ours_in, org)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        warm = run_batched(factory, fresh(messages), org)
         peer = run_naive(factory, peer_in, org)
         engine.dispose()
     finally:
@@ -664,12 +676,20 @@ def main() -> int:
         f"CPU {cpu / wall:.0%} of wall; goal {GOAL_MSGS_PER_S:,})"
     )
     print(
+        f"  GC:                   as syncd sets it up (syncd.cli.tune_gc): start-up frozen, "
+        f"gen0 threshold {gc.get_threshold()[0]:,}"
+    )
+    print(
         f"  prefetch:             {ours.prefetch_s:.2f} s ({prefetch_share:.0%}), "
         f"{ours.prefetch_s / (len(messages) / BATCH) * 1000:.1f} ms per batch of {BATCH}"
     )
     print(
         f"  match:                {ours.match_s:.2f} s ({1 - prefetch_share:.0%}), "
         f"{ours.match_s / len(messages) * 1e6:.0f} us per message"
+    )
+    print(
+        f"batched, cache warm:    {warm.rate:,.0f} msg/s (the same messages again; "
+        f"prefetch {warm.prefetch_s / (len(messages) / BATCH) * 1000:.1f} ms per batch)"
     )
     print(
         f"naive (per message):    {peer.rate:,.0f} msg/s ({peer.messages:,} messages, {peer.seconds:.2f} s)"
@@ -706,6 +726,7 @@ def main() -> int:
         "batch": BATCH,
         "build_s": round(build_s, 1),
         "messages_per_s": round(ours.rate),
+        "warm_messages_per_s": round(warm.rate),
         "naive_messages_per_s": round(peer.rate),
         "naive_messages": peer.messages,
         "ratio": round(ratio, 2),

@@ -98,9 +98,10 @@ def match(
     thresholds: Thresholds = Thresholds(),
 ) -> MatchResult:
     people = list(participants)
-    external = sorted({p.email for p in people if not org.is_internal(p.email)})
+    internal = {p.email for p in people if org.is_internal(p.email)}
+    external = sorted({p.email for p in people} - internal)
     result = MatchResult()
-    result.people = {p.email: "internal: our organization" for p in people if org.is_internal(p.email)}
+    result.people = {p.email: "internal: our organization" for p in people if p.email in internal}
     if not external:
         result.notes.append("no external participant: not linked to any contact, company or deal")
         return result
@@ -123,15 +124,16 @@ def match(
         if company and company.id not in companies:
             companies[company.id] = (company, "contact_company", f"{contact.name} works at {company.name}")
 
-    unmatched = [e for e in external if e not in contacts]
+    unmatched = {e: domain_of(e) for e in external if e not in contacts}
     # A free-mail domain never identifies a company, whatever the CRM says.
-    domains = crm.companies_by_domain({domain_of(e) for e in unmatched if not is_free_mail(domain_of(e))})
-    for email in unmatched:
-        if is_free_mail(domain_of(email)):
+    free = {d for d in unmatched.values() if is_free_mail(d)}
+    domains = crm.companies_by_domain(set(unmatched.values()) - free)
+    for email, domain in unmatched.items():
+        if domain in free:
             result.people[email] = "unknown: a free-mail address that is no contact's"
             result.notes.append(f"{email} is not a CRM contact, and a free-mail domain identifies no company")
             continue
-        company = domains.get(domain_of(email))
+        company = domains.get(domain)
         if company is None:
             result.people[email] = "unknown: not a contact, and its domain belongs to no company"
             result.notes.append(f"{email} is not a CRM contact and its domain belongs to no CRM company")
@@ -141,7 +143,7 @@ def match(
             companies[company.id] = (
                 company,
                 "email_domain",
-                f"{email} is not a contact, but {domain_of(email)} is a domain of {company.name}",
+                f"{email} is not a contact, but {domain} is a domain of {company.name}",
             )
     for company, rule, reason in companies.values():
         confidence = 1.0 if rule == "contact_company" else 0.8
@@ -168,7 +170,12 @@ def _link_deals(
         return
     scored = score_deals(deals, names, company_ids, facts, crm.thread_deals(facts.thread_key))
     result.candidates = scored
+    floor = min(thresholds.link, thresholds.review)
     for s in scored:
+        if s.confidence < floor:
+            # Best first: no later candidate can be linked or suggested either, so their Links
+            # (the reason strings) would be built for nothing. Their signals stay in candidates.
+            break
         positive = "+".join(sig.rule for sig in s.signals if sig.weight > 0) or "none"
         why = "; ".join(sig.reason for sig in s.signals)
         link = Link(

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -148,6 +149,22 @@ class OpportunityContact(Base):
 
     opportunity: Mapped[Opportunity] = relationship(back_populates="contact_roles")
     contact: Mapped[Contact] = relationship()
+
+
+class CrmState(Base):
+    """One row: the CRM's generation. Every transaction that writes CRM records (contacts and
+    their emails, companies and their domains, opportunities and their contact roles) bumps it,
+    so that a process caching CRM facts knows when they are stale (see ``store/crm_cache.py``).
+
+    ``token`` is new and random at every bump: a bump rolled back never comes back, whereas the
+    counter would come back to the same value with other writes behind it.
+    """
+
+    __tablename__ = "crm_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    generation: Mapped[int] = mapped_column(BigInteger)
+    token: Mapped[str] = mapped_column(String(32))
 
 
 # --- Accounts and sync state ---------------------------------------------------------

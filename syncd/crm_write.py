@@ -2,6 +2,13 @@
 
 Rows are written in batches, each flushed and then expunged from the session, so a 100k-row
 file keeps only ids between batches; the caller's single transaction covers them all.
+
+Every writer starts by bumping the CRM generation in that transaction, so that every process
+caching CRM facts for matching (``store/crm_cache.py``) drops them once the import commits, and
+keeps them if it rolls back. Before writing, not after: on PostgreSQL the bump locks the one
+``crm_state`` row, and a CRM writer that always takes it first cannot deadlock with another
+(the contact policy's writes take it first too). Even an import that changes nothing bumps it:
+what changed is known only at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
 from matchers.identity import canonical_email
+from store.crm_cache import bump_generation
 from store.models import Company, CompanyDomain, Contact, ContactEmail, Opportunity, OpportunityContact
 from syncd.crm_changes import CrmChanges
 from syncd.crm_columns import Kind
@@ -114,6 +122,7 @@ def _ensure_companies(session: Session, names: Sequence[str], report: ImportRepo
 def write_companies(
     session: Session, rows: list[CompanyRow], present: frozenset[str], report: ImportReport
 ) -> None:
+    bump_generation(session)  # first: see the module's docstring
     domain_query = select(CompanyDomain).options(
         selectinload(CompanyDomain.company).selectinload(Company.domains)
     )
@@ -176,6 +185,7 @@ def _sync_domains(
 def write_contacts(
     session: Session, rows: list[ContactRow], present: frozenset[str], report: ImportReport
 ) -> None:
+    bump_generation(session)  # first: see the module's docstring
     company_ids = _ensure_companies(session, [r.company for r in rows if r.company], report)
     by_domain = _companies_by_email_domain(session, [r.email for r in rows if not r.company])
     email_query = select(ContactEmail).options(
@@ -283,6 +293,7 @@ _OPPORTUNITY_ATTRS: dict[str, frozenset[str]] = {  # attribute -> the columns th
 def write_opportunities(
     session: Session, rows: list[OpportunityRow], present: frozenset[str], report: ImportReport
 ) -> None:
+    bump_generation(session)  # first: see the module's docstring
     query = select(ContactEmail.email, ContactEmail.contact_id)
     emails = (c.email for r in rows for c in r.contacts)
     contact_of = {email: cid for email, cid in _rows(session, query, ContactEmail.email, emails)}
