@@ -61,3 +61,22 @@ def test_watch_logs_pushed_mail_within_two_seconds_and_stops_on_sigterm(
         out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"1 logged" in out
+
+
+def test_failing_accounts_back_off_and_refused_credentials_stop(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from syncd.pipeline import AccountReport
+    from syncd.watch import _Health
+
+    monkeypatch.setattr(
+        "syncd.watch.backoff_delay", lambda attempt, base, cap: min(cap, base * 2 ** (attempt - 1))
+    )
+    health = _Health(interval=60)
+    down = AccountReport("a", error="TransientError: connection refused", state="failing")
+    health.record("a", down, now=0)
+    assert health.skip("a", 29) and not health.skip("a", 31)
+    health.record("a", down, now=31)
+    assert health.skip("a", 31 + 59) and not health.skip("a", 31 + 61)  # twice as long
+    health.record("a", AccountReport("a"), now=100)
+    assert not health.skip("a", 100)
+    health.record("b", AccountReport("b", error="AUTHENTICATIONFAILED", state="needs_reauth"), now=0)
+    assert health.skip("b", 10**9)
