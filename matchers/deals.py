@@ -299,8 +299,13 @@ def _score(
     facts: MessageFacts,
     when: datetime | None,
     thread_links: int,
+    shared: frozenset[str] = frozenset(),
 ) -> DealScore:
-    """:func:`score_deal` with the message's date already in UTC (once per message, not per candidate)."""
+    """:func:`score_deal` with the message's date already in UTC (once per message, not per candidate).
+
+    ``shared``: keywords every candidate has (our own product line's name, say); they tell
+    the candidates nothing apart, so they do not count.
+    """
     fixed = deal._signals
     signals: list[Signal] = []
     # A loop rather than a comprehension (a function call of its own in Python 3.11): a deal
@@ -340,16 +345,16 @@ def _score(
     if when and fixed.created_after and when < fixed.created_after and not thread_links:
         signals.append(fixed.before)  # type: ignore[arg-type]  # set whenever created_after is
 
-    keywords = deal.keywords
+    keywords = deal.keywords if not shared else tuple(k for k in deal.keywords if k not in shared)
     if keywords:
         # isdisjoint first: most candidates mention none of their keywords, and it is one C call.
         subject_words = facts.subject_words
         if not subject_words.isdisjoint(keywords):
-            signals.append(_subject_signal(tuple(sorted(w for w in deal.keywords if w in subject_words))))
+            signals.append(_subject_signal(tuple(sorted(w for w in keywords if w in subject_words))))
         else:
             body_words = facts.body_words
             if not body_words.isdisjoint(keywords):
-                signals.append(_body_signal(tuple(sorted(w for w in deal.keywords if w in body_words))))
+                signals.append(_body_signal(tuple(sorted(w for w in keywords if w in body_words))))
 
     owner = fixed.owner
     if owner and (owner == facts.mailbox_owner or owner in facts.internal_people):
@@ -357,6 +362,17 @@ def _score(
 
     total = sum(map(_WEIGHT, signals))
     return DealScore(deal, signals, total if 0.0 < total < 1.0 else max(0.0, min(1.0, total)))
+
+
+def _shared_keywords(deals: list[DealRef]) -> frozenset[str]:
+    if len(deals) < 2 or not deals[0].keywords:
+        return frozenset()
+    shared = set(deals[0].keywords)
+    for deal in deals[1:]:
+        shared.intersection_update(deal.keywords)
+        if not shared:
+            break
+    return frozenset(shared)
 
 
 def score_deals(
@@ -368,12 +384,14 @@ def score_deals(
 ) -> list[DealScore]:
     """Every candidate scored, best first, with its confidence against the others."""
     when = _utc(facts.date)
+    shared = _shared_keywords(deals)
     if thread_deals:
         scored = [
-            _score(d, contact_names, company_ids, facts, when, thread_deals.get(d.id, 0)) for d in deals
+            _score(d, contact_names, company_ids, facts, when, thread_deals.get(d.id, 0), shared)
+            for d in deals
         ]
     else:
-        scored = [_score(d, contact_names, company_ids, facts, when, 0) for d in deals]
+        scored = [_score(d, contact_names, company_ids, facts, when, 0, shared) for d in deals]
     recent = [s for s in scored if s.deal.last_activity_at and s.deal.status == "open"]
     if len(recent) > 1:
         try:

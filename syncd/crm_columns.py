@@ -68,6 +68,9 @@ FIELDS: dict[Kind, tuple[Field, ...]] = {
         Field("owner_name", ("deal owner", "opportunity owner")),
         Field("created_at", ("created at", "create date", "created date")),
         Field("pipeline", ("pipeline",)),  # not stored: it only helps recognise a deals export
+        # What the deal sells, and words that identify it: the matcher looks for them in mail.
+        Field("product", ("product", "products", "product name"), max_length=300),
+        Field("keywords", ("keywords", "deal keywords"), max_length=2000),
     ),
 }
 

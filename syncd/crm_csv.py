@@ -85,6 +85,8 @@ class OpportunityRow:
     close_date: date | None
     owner_email: str | None
     created_at: datetime | None
+    product: str | None = None
+    keywords: str | None = None  # ;-separated
 
 
 Row = CompanyRow | ContactRow | OpportunityRow
@@ -264,6 +266,8 @@ class _Reader:
             close_date=rec.one("close_date", parse_date),
             owner_email=owner,
             created_at=rec.one("created_at", parse_datetime),
+            product=rec.text("product"),
+            keywords=rec.text("keywords"),
         )
 
 

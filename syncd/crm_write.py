@@ -286,6 +286,8 @@ _OPPORTUNITY_ATTRS: dict[str, frozenset[str]] = {  # attribute -> the columns th
     "close_date": frozenset({"close_date"}),
     "owner_email": frozenset({"owner", "owner_name"}),
     "created_at": frozenset({"created_at"}),
+    "product": frozenset({"product"}),
+    "keywords": frozenset({"keywords"}),
     "status": frozenset({"status", "stage", "won", "closed"}),
 }
 

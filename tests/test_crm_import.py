@@ -158,6 +158,23 @@ def test_own_format_all_kinds(factory: sessionmaker[Session], tmp_path: Path) ->
         assert (pilot.status, pilot.amount, pilot.close_date, pilot.contact_roles) == ("lost", None, None, [])
 
 
+def test_product_and_keywords_columns(factory: sessionmaker[Session], tmp_path: Path) -> None:
+    """What a deal sells and the words that identify it: the matcher looks for them in mail."""
+    import_csv(factory, write(tmp_path, "companies.csv", COMPANIES))
+    path = write(
+        tmp_path,
+        "deals.csv",
+        """\
+        name,company,stage,status,product,keywords
+        Acme Backup,Acme,Demo,open,Brightwave Backup,backup;restore;field sites
+        """,
+    )
+    import_csv(factory, path)
+    with factory() as s:
+        deal = opportunity(s, "acme backup")
+        assert (deal.product, deal.keywords) == ("Brightwave Backup", "backup;restore;field sites")
+
+
 def test_reimport_changes_nothing(factory: sessionmaker[Session], tmp_path: Path) -> None:
     import_all(factory, tmp_path)
     before = snapshot(factory)
