@@ -38,7 +38,7 @@ from store import activity_writer as writer
 from store.batch_state import BatchState
 from store.crm_lookup import BatchCrmLookup, SqlCrmLookup
 from store.db import transaction
-from store.held import hold_email
+from store.held import hold_email, hold_meeting
 from store.sync_state import (
     ensure_account,
     known_message_ids,
@@ -301,17 +301,27 @@ class Pipeline:
         account_id: int,
         owner: str,
         folder: str,
-        held: list[tuple[str, ParsedMessage]],
+        held: list[tuple[str, ParsedMessage | Meeting]],
     ) -> int:
-        """Try again to log held messages (provider id, message) of one folder; how many were logged."""
+        """Try again to log held mail and meetings (provider id, item) of one folder; how many were logged."""
         state = BatchState(session, account_id, folder)
-        emails = {p.email for _, msg in held for p in msg.participants}
-        crm = BatchCrmLookup(SqlCrmLookup(session), emails, {msg.thread_key for _, msg in held})
+        emails = {
+            p.email
+            for _, item in held
+            for p in (item.participants if isinstance(item, ParsedMessage) else writer.meeting_people(item))
+        }
+        threads = {
+            item.thread_key if isinstance(item, ParsedMessage) else f"uid:{item.uid}" for _, item in held
+        }
+        crm = BatchCrmLookup(SqlCrmLookup(session), emails, threads)
         rules = MailboxRules(owner, self.config.blocklist, self.config.privacy)
         ctx = _Context(session, state, crm, self.org, FolderReport(folder), rules)
-        state.prefetch([msg.key for _, msg in held], [pid for pid, _ in held])
-        for provider_id, msg in held:
-            self._ingest_email(ctx, RawItem(provider_id, "rfc822", b""), msg)
+        state.prefetch([item.key for _, item in held], [pid for pid, _ in held])
+        for provider_id, item in held:
+            if isinstance(item, ParsedMessage):
+                self._ingest_email(ctx, RawItem(provider_id, "rfc822", b""), item)
+            else:
+                self._ingest_meeting(ctx, provider_id, item)
         writer.flush_pending(state)
         return ctx.report.logged + ctx.report.merged
 
@@ -386,46 +396,62 @@ class Pipeline:
 
     def _meetings(self, ctx: _Context, item: RawItem, meetings: tuple[Meeting, ...]) -> None:
         for meeting in meetings:
-            provider_id = f"{item.provider_id}#{meeting.key}"
-            people = writer.meeting_people(meeting)
-            about = {
-                "message_id": meeting.uid,
-                "subject": meeting.summary,
-                "sender": meeting.organizer.email if meeting.organizer else None,
-            }
-            skip = meeting_exclusion(
-                meeting, ctx.org, self.config.policy.log_internal, blocklist=ctx.rules.blocklist
-            )
-            facts = MessageFacts(
-                subject=meeting.summary,
-                text=meeting.description,
-                date=meeting.start,
-                thread_key=f"uid:{meeting.uid}",
-                mailbox_owner=ctx.owner,
-                internal_people=frozenset(p.email for p in people if ctx.org.is_internal(p.email)),
-            )
-            result = match(people, ctx.crm, ctx.org, facts, self.config.thresholds)
-            result.exclusions = None if skip else MEETING_EXCLUSIONS_PASSED
-            if skip is None and not result.known and self.config.policy.unknown_participants == "skip":
-                skip = Skip("no_known_participant", "; ".join(result.notes))
-            existing = ctx.state.activity(meeting.key)
-            if skip and existing is None:
+            # One calendar item may hold several meetings: each is recorded as "<item>#<key>".
+            self._ingest_meeting(ctx, f"{item.provider_id}#{meeting.key}", meeting)
+
+    def _ingest_meeting(self, ctx: _Context, provider_id: str, meeting: Meeting) -> None:
+        people = writer.meeting_people(meeting)
+        about = {
+            "message_id": meeting.uid,
+            "subject": meeting.summary,
+            "sender": meeting.organizer.email if meeting.organizer else None,
+        }
+        skip = meeting_exclusion(
+            meeting, ctx.org, self.config.policy.log_internal, blocklist=ctx.rules.blocklist
+        )
+        facts = MessageFacts(
+            subject=meeting.summary,
+            text=meeting.description,
+            date=meeting.start,
+            thread_key=f"uid:{meeting.uid}",
+            mailbox_owner=ctx.owner,
+            internal_people=frozenset(p.email for p in people if ctx.org.is_internal(p.email)),
+        )
+        result = match(people, ctx.crm, ctx.org, facts, self.config.thresholds)
+        result.exclusions = None if skip else MEETING_EXCLUSIONS_PASSED
+        if skip is None and not result.known and self.config.policy.unknown_participants == "skip":
+            skip = Skip("no_known_participant", "; ".join(result.notes))
+        existing = ctx.state.activity(meeting.key)
+        if skip and existing is None:
+            if skip.reason == "no_known_participant":  # held, to be logged once someone is known
+                ctx.report.skipped[skip.reason] += 1
+                external = [p.email for p in people if not ctx.org.is_internal(p.email)]
+                writer.record_skip(
+                    ctx.state,
+                    provider_id,
+                    skip.reason,
+                    skip.detail,
+                    **about,
+                    held=hold_meeting(meeting),
+                    held_addresses=external,
+                )
+            else:
                 self._skip(ctx, provider_id, skip, **about)
-                continue
-            direction = self._direction(meeting.organizer, people)
-            activity, changed = writer.upsert_meeting(ctx.state, meeting, direction)
-            if existing is None:
-                ctx.report.logged += 1
-            elif changed:
-                ctx.report.updated += 1
-            if existing is None:
-                activity.links.extend(writer.new_links(result))
-                activity.match_notes = list(result.notes) or None
-                activity.match_details = result.details()
-                _note_thread(ctx.crm, f"uid:{meeting.uid}", result)
-            elif changed:
-                writer.replace_links(ctx.session, activity, result)
-            writer.add_source(ctx.state, activity, provider_id)
+            return
+        direction = self._direction(meeting.organizer, people)
+        activity, changed = writer.upsert_meeting(ctx.state, meeting, direction)
+        if existing is None:
+            ctx.report.logged += 1
+        elif changed:
+            ctx.report.updated += 1
+        if existing is None:
+            activity.links.extend(writer.new_links(result))
+            activity.match_notes = list(result.notes) or None
+            activity.match_details = result.details()
+            _note_thread(ctx.crm, f"uid:{meeting.uid}", result)
+        elif changed:
+            writer.replace_links(ctx.session, activity, result)
+        writer.add_source(ctx.state, activity, provider_id)
 
     def _direction(self, sender: Participant | None, people: tuple[Participant, ...]) -> str:
         if all(self.org.is_internal(p.email) for p in people):

@@ -22,7 +22,7 @@ from matchers.linking import match
 from store import activity_writer as writer
 from store.crm_lookup import BatchCrmLookup, SqlCrmLookup
 from store.db import transaction
-from store.held import revive_email
+from store.held import revive
 from store.models import (
     Activity,
     ActivityLink,
@@ -132,7 +132,7 @@ def _log_held(session: Session, pipeline: Pipeline, emails: list[str], domains: 
     owners = dict(session.execute(select(MailAccount.id, MailAccount.owner_email)).all())
     logged = 0
     for (account_id, folder), entries in groups.items():
-        held = [(e.provider_id, revive_email(e.held)) for e in entries if e.held]
+        held = [(e.provider_id, revive(e.held)) for e in entries if e.held]
         logged += pipeline.log_held(session, account_id, owners[account_id], folder, held)
         now_logged = set(
             session.scalars(

@@ -103,3 +103,45 @@ def test_crm_changes_log_held_mail_and_link_earlier_threads(
     }
     assert items["sam-1@brightwave.io"]["opportunities"] == []
     assert [d["name"] for d in items["lea-1@nimbusfoods.com"]["opportunities"]] == ["Nimbus - Forecasting"]
+
+
+ICS = """BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//syncd tests//EN\r
+BEGIN:VEVENT\r
+UID:nimbus-demo-1@brightwave.io\r
+DTSTAMP:20260301T090000Z\r
+DTSTART:20260305T150000Z\r
+DTEND:20260305T160000Z\r
+SUMMARY:Forecasting demo\r
+ORGANIZER;CN=Sam:mailto:sam@brightwave.io\r
+ATTENDEE;CN=Lea Park;PARTSTAT=ACCEPTED:mailto:lea@nimbusfoods.com\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+
+
+def test_held_meetings_are_logged_when_their_people_become_known(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_url: str
+) -> None:
+    calendar = tmp_path / "calendar"
+    calendar.mkdir()
+    (calendar / "demo.ics").write_text(ICS, newline="")
+    cfg = tmp_path / "syncd.toml"
+    cfg.write_text(
+        f'[store]\nurl = "{db_url}"\n[organization]\ndomains = ["brightwave.io"]\n'
+        f'[[accounts]]\nname = "cal"\nprovider = "ics"\nowner = "{REP}"\npath = "{calendar}"\n'
+    )
+    out = _run(capsys, "--config", str(cfg), "sync", "--once")
+    assert "0 logged" in out and "no_known_participant: 1" in out
+    (tmp_path / "contacts.csv").write_text(CONTACTS)
+    out = _run(capsys, "--config", str(cfg), "crm", "import", str(tmp_path / "contacts.csv"))
+    assert "logged 1 held message(s)" in out
+    (meeting,) = json.loads(_run(capsys, "--config", str(cfg), "activities", "--json"))
+    assert (meeting["kind"], meeting["subject"], meeting["contacts"]) == (
+        "meeting",
+        "Forecasting demo",
+        ["lea@nimbusfoods.com"],
+    )
+    assert {p["email"]: p.get("rsvp") for p in meeting["participants"]}["lea@nimbusfoods.com"] == "accepted"
+    assert _run(capsys, "--config", str(cfg), "sync", "--once").count("0 logged") == 1
