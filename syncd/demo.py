@@ -65,7 +65,7 @@ def run_demo(directory: Path | None, as_json: bool = False) -> int:
 
     print("== CRM import", file=out)
     for name in CRM_FILES:
-        print(f"{name}: {import_csv(factory, DEMO_DATA / 'crm' / name)}", file=out)
+        print(import_csv(factory, DEMO_DATA / "crm" / name), file=out)
     print("\n== Sync", file=out)
     pipeline = Pipeline(config, factory)
     failed = False
