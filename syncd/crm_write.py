@@ -24,7 +24,7 @@ from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 
 from matchers.identity import canonical_email
-from store.crm_cache import bump_generation
+from store.crm_cache import bump_generation, domain_suffixes
 from store.models import Company, CompanyDomain, Contact, ContactEmail, Opportunity, OpportunityContact
 from syncd.crm_changes import CrmChanges
 from syncd.crm_columns import Kind
@@ -264,20 +264,14 @@ def _sync_emails(
     return changed
 
 
-def _domain_suffixes(domain: str) -> list[str]:
-    """eu.acme.com -> [eu.acme.com, acme.com]: mail from a subdomain finds the company too."""
-    labels = domain.split(".")
-    return [".".join(labels[i:]) for i in range(len(labels) - 1)]
-
-
 def _companies_by_email_domain(session: Session, emails: Sequence[str]) -> dict[str, int]:
-    domains = (s for e in emails for s in _domain_suffixes(e.rpartition("@")[2]))
+    domains = (s for e in emails for s in domain_suffixes(e.rpartition("@")[2]))
     query = select(CompanyDomain.domain, CompanyDomain.company_id)
     return {domain: company_id for domain, company_id in _rows(session, query, CompanyDomain.domain, domains)}
 
 
 def _company_of(email: str, by_domain: dict[str, int]) -> int | None:
-    return next((by_domain[s] for s in _domain_suffixes(email.rpartition("@")[2]) if s in by_domain), None)
+    return next((by_domain[s] for s in domain_suffixes(email.rpartition("@")[2]) if s in by_domain), None)
 
 
 _OPPORTUNITY_ATTRS: dict[str, frozenset[str]] = {  # attribute -> the columns that set it
